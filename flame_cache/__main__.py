@@ -1,0 +1,5 @@
+import sys
+
+from flame_cache.app.cli import main
+
+sys.exit(main())

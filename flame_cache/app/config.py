@@ -1,0 +1,240 @@
+"""The `cache:` section of flame-cluster.yaml, environment overrides, defaults (SPEC 6).
+
+Precedence: environment variable > config file > built-in default. Every bad
+value stops start-up with a message naming the key and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from flame_cache.app.sizes import parse_size
+from flame_cache.store.eviction import POLICIES, Limits
+from flame_cache.store.store import DEFAULT_MAX_DELTAS
+
+DEFAULT_ENDPOINT = "grpc://127.0.0.1:9090"
+DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:9091"
+DEFAULT_CONFIG = Path("~/.flame/flame-cluster.yaml")
+DEFAULT_STORAGE = Path("~/.flame/cache")
+DEFAULT_DISK_MAX_MEMORY = 1 << 30
+FLIGHT_SCHEMES = {"grpc": "grpc", "grpc+tcp": "grpc", "grpc+tls": "grpc+tls", "grpcs": "grpc+tls"}
+
+ENV_KEYS = {
+    "FLAME_CACHE_ENDPOINT": "endpoint",
+    "FLAME_CACHE_STORAGE": "storage",
+    "FLAME_CACHE_EVICTION_POLICY": "eviction.policy",
+    "FLAME_CACHE_MAX_MEMORY": "eviction.max_memory",
+    "FLAME_CACHE_MAX_OBJECTS": "eviction.max_objects",
+    "FLAME_CACHE_HTTP_ENDPOINT": "http.endpoint",
+    "FLAME_CACHE_ADVERTISE": "advertise",
+    "FLAME_CACHE_NETWORK_INTERFACE": "network_interface",
+    "FLAME_CACHE_MAX_DELTAS": "limits.max_deltas",
+    "FLAME_CACHE_FSYNC": "fsync",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    scheme: str  # normalised: grpc, grpc+tls or http
+    host: str
+    port: int
+
+    @property
+    def uri(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None  # set: clients must present a certificate it signed
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    endpoint: Endpoint
+    http_endpoint: Endpoint | None
+    advertise: str | None
+    network_interface: str | None
+    storage: Path | None  # None: memory only
+    limits: Limits
+    tls: TlsConfig | None
+    max_deltas: int
+    fsync: bool
+    source: str  # the file read, or "built-in defaults"
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
+    """Read `path` (or ~/.flame/flame-cluster.yaml if it exists), then apply `env`."""
+    section, source = _read_section(path)
+    for variable, dotted in ENV_KEYS.items():
+        if env.get(variable, "") != "":
+            _set_dotted(section, dotted, env[variable])
+    return _build(section, source, env.get("FLAME_HOME") or None)
+
+
+def _read_section(path: Path | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        default = DEFAULT_CONFIG.expanduser()
+        if not default.is_file():
+            return {}, "built-in defaults"
+        path = default
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {path} must be a mapping with a 'cache:' section")
+    section = document.get("cache") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"'cache' in {path} must be a mapping, got {section!r}")
+    return dict(section), str(path)
+
+
+def _set_dotted(section: dict[str, Any], dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for parent in parents:
+        child = section.get(parent)
+        section[parent] = child = dict(child) if isinstance(child, dict) else {}
+        section = child
+    section[leaf] = value
+
+
+def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Config:
+    eviction = _mapping(section, "eviction")
+    http = _mapping(section, "http")
+    limits_section = _mapping(section, "limits")
+    storage = _storage(section.get("storage", None), flame_home)
+    endpoint = _endpoint("cache.endpoint", section.get("endpoint") or DEFAULT_ENDPOINT, FLIGHT_SCHEMES)
+    http_raw = http.get("endpoint", DEFAULT_HTTP_ENDPOINT)
+    return Config(
+        endpoint=endpoint,
+        http_endpoint=_endpoint("cache.http.endpoint", http_raw, {"http": "http"}) if http_raw else None,
+        advertise=_advertise(section.get("advertise")),
+        network_interface=_optional_text(section.get("network_interface")),
+        storage=storage,
+        limits=_limits(eviction, persistent=storage is not None),
+        tls=_tls(_mapping(section, "tls"), endpoint),
+        max_deltas=_positive_int("cache.limits.max_deltas", limits_section.get("max_deltas", DEFAULT_MAX_DELTAS)),
+        fsync=_boolean("cache.fsync", section.get("fsync", False)),
+        source=source,
+    )
+
+
+def _mapping(section: dict[str, Any], key: str) -> dict[str, Any]:
+    value = section.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"cache.{key} must be a mapping, got {value!r}")
+    return value
+
+
+def _endpoint(key: str, value: object, schemes: Mapping[str, str]) -> Endpoint:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    scheme = schemes.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if scheme is None or not parts.hostname or port == -1 or parts.path not in ("", "/"):
+        allowed = ", ".join(f"{s}://host:port" for s in schemes)
+        raise ConfigError(f"{key} = {text!r} is not an endpoint like {allowed}")
+    default_port = 9091 if scheme == "http" else 9090
+    return Endpoint(scheme, parts.hostname, port if port is not None else default_port)
+
+
+def _advertise(value: object) -> str | None:
+    text = _optional_text(value)
+    if text is None:
+        return None
+    return _endpoint("cache.advertise", text, FLIGHT_SCHEMES).uri
+
+
+def _storage(value: object, flame_home: str | None) -> Path | None:
+    if value is None or str(value).strip() == "":
+        return DEFAULT_STORAGE.expanduser()
+    text = str(value).strip()
+    if text.lower() == "none":
+        return None
+    for prefix in ("fs://", "file://"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    else:
+        if "://" in text:
+            raise ConfigError(f"cache.storage = {value!r}: use 'none', a path, or an fs:// or file:// URL")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = Path(flame_home or os.getcwd()) / path
+    return path
+
+
+def _limits(eviction: dict[str, Any], *, persistent: bool) -> Limits:
+    policy = str(eviction.get("policy", "lru")).strip().lower()
+    if policy not in POLICIES:
+        raise ConfigError(f"cache.eviction.policy = {policy!r}: choose one of {', '.join(POLICIES)}")
+    raw_memory = eviction.get("max_memory")
+    try:
+        max_memory = parse_size(raw_memory) if raw_memory not in (None, "") else None
+    except ValueError as exc:
+        raise ConfigError(f"cache.eviction.max_memory: {exc}") from None
+    if max_memory is None and persistent:
+        max_memory = DEFAULT_DISK_MAX_MEMORY
+    raw_objects = eviction.get("max_objects")
+    max_objects = _positive_int("cache.eviction.max_objects", raw_objects) if raw_objects not in (None, "") else None
+    return Limits(policy, max_memory, max_objects)
+
+
+def _tls(section: dict[str, Any], endpoint: Endpoint) -> TlsConfig | None:
+    cert, key, ca = (_optional_text(section.get(k)) for k in ("cert_file", "key_file", "ca_file"))
+    if endpoint.scheme != "grpc+tls":
+        return None
+    if not cert or not key:
+        raise ConfigError(f"cache.endpoint {endpoint.uri} uses TLS: set cache.tls.cert_file and cache.tls.key_file")
+    for name, file in (("cert_file", cert), ("key_file", key), ("ca_file", ca)):
+        if file and not Path(file).is_file():
+            raise ConfigError(f"cache.tls.{name} = {file!r} is not a readable file")
+    return TlsConfig(Path(cert), Path(key), Path(ca) if ca else None)
+
+
+def _positive_int(key: str, value: object) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r} is not a whole number") from None
+    if number < 1:
+        raise ConfigError(f"{key} = {value!r} must be at least 1")
+    return number
+
+
+def _boolean(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key} = {value!r} is not true or false")
+
+
+def _optional_text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None

@@ -1,0 +1,65 @@
+"""The endpoint clients are told to use (SPEC 4.6).
+
+Order: `cache.advertise`; else, when the server binds every interface, the
+IPv4 address of the interface matching `cache.network_interface` (a regex,
+as upstream) or of the first non-loopback interface; else the bound host.
+A server bound to one address is reachable only there, so that address is
+advertised even if `network_interface` names another (upstream would
+advertise an address it does not listen on).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import re
+import socket
+import struct
+
+from flame_cache.app.config import Config
+
+log = logging.getLogger(__name__)
+
+WILDCARD_HOSTS = {"0.0.0.0", "::", "*", ""}
+_SIOCGIFADDR = 0x8915
+
+
+def advertised_endpoint(config: Config) -> str:
+    if config.advertise:
+        return config.advertise
+    endpoint = config.endpoint
+    host = endpoint.host
+    if host in WILDCARD_HOSTS:
+        host = _interface_address(config.network_interface)
+    elif config.network_interface:
+        log.warning("cache.network_interface is ignored: the server binds only %s, so that is advertised", host)
+    host = f"[{host}]" if ":" in host else host
+    return f"{endpoint.scheme}://{host}:{endpoint.port}"
+
+
+def _interface_address(pattern: str | None) -> str:
+    addresses = interface_addresses()
+    if pattern:
+        regex = re.compile(pattern)
+        for name, address in addresses.items():
+            if regex.search(name):
+                return address
+        log.warning("no interface with an IPv4 address matches cache.network_interface %r", pattern)
+    for name, address in addresses.items():
+        if not address.startswith("127."):
+            return address
+    return "127.0.0.1"
+
+
+def interface_addresses() -> dict[str, str]:
+    """Interface name -> IPv4 address, for the interfaces that have one (Linux)."""
+    found: dict[str, str] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                reply = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
+            except OSError:
+                continue
+            found[name] = socket.inet_ntoa(reply[20:24])
+    return found

@@ -1,0 +1,45 @@
+"""The store's errors as gRPC status codes (SPEC 4.5).
+
+pyarrow maps its KeyError to NOT_FOUND and its Invalid to INVALID_ARGUMENT;
+pyarrow clients, and so flamepy, raise those as KeyError and ValueError.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from flame_cache.store import CacheError, InvalidArgument, LimitExceeded, ObjectNotFound, StorageError, VersionConflict
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable)
+
+
+def to_flight_error(exc: CacheError) -> Exception:
+    message = str(exc)
+    if isinstance(exc, ObjectNotFound):
+        return pa.ArrowKeyError(message)
+    if isinstance(exc, (InvalidArgument, VersionConflict, LimitExceeded)):
+        return pa.ArrowInvalid(message)
+    if isinstance(exc, StorageError):
+        return flight.FlightUnavailableError(message)
+    return flight.FlightInternalError(message)
+
+
+def flight_errors(method: F) -> F:
+    """Raise the store's errors as their gRPC codes, and log what they were."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except CacheError as exc:
+            log.info("%s refused: %s", method.__name__, exc)
+            raise to_flight_error(exc) from None
+
+    return wrapper  # type: ignore[return-value]

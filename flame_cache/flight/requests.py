@@ -1,0 +1,84 @@
+"""What tickets, descriptors and criteria say, parsed once at the edge.
+
+Tickets (SPEC 4.2), all UTF-8:
+
+    <key>                      full object
+    <key>:<client_version>     full, patches only, or not modified
+    chunked:<key>[:<version>]  as above, but a large base arrives as several
+                               `base` rows of at most CHUNK_BYTES each, so
+                               objects over 2 GiB fit in gRPC messages
+
+`:` can never be part of a key, so the forms cannot be confused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.flight as flight
+
+from flame_cache.store import InvalidArgument
+from flame_cache.store.keys import ObjectKey
+
+CHUNKED_PREFIX = "chunked:"
+CHUNK_BYTES = 4 * 1024 * 1024
+PATCH_PREFIX = "PATCH:"
+
+
+@dataclass(frozen=True, slots=True)
+class GetRequest:
+    key: str
+    client_version: int
+    chunk_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PutRequest:
+    """`target` is a key or namespace (put) or a key (patch)."""
+
+    target: str
+    patch: bool
+
+
+def decode_utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{what} is not valid UTF-8: {raw[:64]!r}") from None
+
+
+def parse_ticket(raw: bytes) -> GetRequest:
+    text = decode_utf8(raw, "ticket")
+    chunk_size = None
+    if text.startswith(CHUNKED_PREFIX):
+        text, chunk_size = text[len(CHUNKED_PREFIX) :], CHUNK_BYTES
+    key, sep, version = text.partition(":")
+    if sep and not (version.isascii() and version.isdigit()):
+        raise InvalidArgument(
+            f"ticket {text!r}: the client version after ':' must be decimal digits, got {version!r}"
+        )
+    ObjectKey.parse(key)
+    return GetRequest(key, int(version) if sep else 0, chunk_size)
+
+
+def parse_descriptor(descriptor: flight.FlightDescriptor) -> PutRequest:
+    if descriptor.descriptor_type == flight.DescriptorType.PATH:
+        return PutRequest(path_of(descriptor), patch=False)
+    if descriptor.descriptor_type == flight.DescriptorType.CMD:
+        command = decode_utf8(descriptor.command, "command")
+        if not command.startswith(PATCH_PREFIX):
+            raise InvalidArgument(f"unknown command {command[:64]!r}; the only command is 'PATCH:<key>'")
+        key = command[len(PATCH_PREFIX) :]
+        ObjectKey.parse(key)
+        return PutRequest(key, patch=True)
+    raise InvalidArgument("the descriptor must be a PATH or a CMD")
+
+
+def path_of(descriptor: flight.FlightDescriptor) -> str:
+    """A PATH descriptor's elements joined with '/'."""
+    if descriptor.descriptor_type != flight.DescriptorType.PATH:
+        raise InvalidArgument("expected a PATH descriptor naming an object key")
+    parts = [decode_utf8(p if isinstance(p, bytes) else p.encode(), "descriptor path") for p in descriptor.path]
+    if not parts:
+        raise InvalidArgument("the descriptor path is empty")
+    return "/".join(parts)

@@ -1,0 +1,105 @@
+"""The Arrow Flight server (SPEC 4): translates RPCs to store calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import bson
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from flame_cache.flight.actions import ACTIONS, ActionContext
+from flame_cache.flight.errors import flight_errors
+from flame_cache.flight.requests import decode_utf8, parse_descriptor, parse_ticket, path_of
+from flame_cache.store import InvalidArgument, Kind, ObjectInfo, Store
+from flame_cache.store.streams import payload_from_table, read_stream, response_schema
+
+log = logging.getLogger(__name__)
+
+
+class CacheFlightServer(flight.FlightServerBase):
+    """Serves one `Store`; `advertised` is the endpoint put in refs and infos."""
+
+    def __init__(self, store: Store, location: str, advertised: str, **server_options) -> None:
+        super().__init__(location, **server_options)
+        self.store = store
+        self.advertised = advertised
+        self._actions = ActionContext(store, advertised)
+
+    # -- writes ----------------------------------------------------------
+
+    @flight_errors
+    def do_put(self, context, descriptor, reader, writer) -> None:
+        request = parse_descriptor(descriptor)
+        payload = payload_from_table(reader.read_all())
+        if request.patch:
+            if isinstance(payload, pa.Table):
+                raise InvalidArgument(
+                    f"a patch must use the opaque schema 'version: uint64, data: binary'; got {payload.schema}"
+                )
+            info = self.store.patch(request.target, payload)
+        else:
+            info = self.store.put(request.target, payload)
+        writer.write(pa.py_buffer(self._object_ref(info)))
+
+    def _object_ref(self, info: ObjectInfo) -> bytes:
+        """flamepy's ObjectRef: BSON `{endpoint, key, version: int64}` in that order."""
+        return bson.encode({"endpoint": self.advertised, "key": info.key, "version": bson.Int64(info.version)})
+
+    # -- reads -----------------------------------------------------------
+
+    @flight_errors
+    def do_get(self, context, ticket) -> flight.FlightDataStream:
+        request = parse_ticket(ticket.ticket)
+        read = self.store.get(request.key).read(request.client_version)
+        schema, batches = read_stream(read, chunk_size=request.chunk_size)
+        return flight.GeneratorStream(schema, batches)
+
+    @flight_errors
+    def get_flight_info(self, context, descriptor) -> flight.FlightInfo:
+        return self._flight_info(self.store.info(path_of(descriptor)))
+
+    @flight_errors
+    def get_schema(self, context, descriptor) -> flight.SchemaResult:
+        return flight.SchemaResult(self._schema(self.store.info(path_of(descriptor))))
+
+    @flight_errors
+    def list_flights(self, context, criteria: bytes) -> list[flight.FlightInfo]:
+        """Criteria: a namespace, key or `app/*` (whole segments); empty lists all."""
+        selector = decode_utf8(criteria or b"", "criteria")
+        return [self._flight_info(info) for info in self.store.list(selector)]
+
+    def _schema(self, info: ObjectInfo) -> pa.Schema:
+        if info.kind is Kind.TABLE:
+            return self.store.get(info.key).base.schema
+        return response_schema(large=info.size > 2**31 - 1)
+
+    def _flight_info(self, info: ObjectInfo) -> flight.FlightInfo:
+        endpoint = flight.FlightEndpoint(info.key.encode(), [flight.Location(self.advertised)])
+        rows = info.deltas + 1
+        if info.kind is Kind.TABLE:
+            rows = self.store.get(info.key).base.num_rows
+        metadata = {"version": info.version, "deltas": info.deltas, "kind": info.kind.value, "updated": info.updated}
+        return flight.FlightInfo(
+            self._schema(info),
+            flight.FlightDescriptor.for_path(*info.key.split("/")),
+            [endpoint],
+            total_records=rows,
+            total_bytes=info.size,
+            app_metadata=json.dumps(metadata).encode(),
+        )
+
+    # -- actions ---------------------------------------------------------
+
+    @flight_errors
+    def do_action(self, context, action: flight.Action):
+        entry = ACTIONS.get(action.type)
+        if entry is None:
+            raise NotImplementedError(f"unknown action {action.type!r}; ListActions lists: {', '.join(ACTIONS)}")
+        handler, _ = entry
+        body = action.body.to_pybytes() if action.body is not None else b""
+        return [flight.Result(pa.py_buffer(handler(self._actions, body)))]
+
+    def list_actions(self, context):
+        return [flight.ActionType(name, description) for name, (_, description) in ACTIONS.items()]

@@ -1,0 +1,32 @@
+"""Errors with meaning; each protocol maps them to its own codes at its edge."""
+
+
+class CacheError(Exception):
+    """Base of every error the store raises on purpose."""
+
+
+class InvalidArgument(CacheError, ValueError):
+    """The request itself is wrong: a bad key, ticket, command or payload."""
+
+
+class ObjectNotFound(CacheError, KeyError):
+    """No object (or namespace) of that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "object not found"
+
+
+class VersionConflict(CacheError):
+    """A conditional write named a version that is not the current one."""
+
+    def __init__(self, key: str, expected: int, current: int) -> None:
+        super().__init__(f"object {key!r} is at version {current}, not {expected}")
+        self.key, self.expected, self.current = key, expected, current
+
+
+class LimitExceeded(CacheError):
+    """A configured limit (object size, deltas per object) would be passed."""
+
+
+class StorageError(CacheError):
+    """The disk failed us (full, read-only, damaged); earlier data is intact."""

@@ -1,0 +1,180 @@
+"""Objects as the store holds them, and the version rules of a read.
+
+An object is either *opaque* (a base byte string plus ordered deltas) or a
+*native* Arrow table. A `Snapshot` is one whole version of an object: it is
+immutable, so a reader holding one can never see a torn write.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+import pyarrow as pa
+
+from flame_cache.store.errors import InvalidArgument
+
+FORMAT_KEY = b"flame.cache.format"
+VERSION_KEY = b"flame.cache.version"
+FORMAT_TABLE = b"arrow-table-v1"
+
+OPAQUE_FIELDS = ("version", "data")
+
+
+class Kind(str, Enum):
+    OPAQUE = "opaque"
+    TABLE = "table"
+
+
+def is_opaque_schema(schema: pa.Schema) -> bool:
+    """True for flamepy's `version: uint64, data: binary` upload schema.
+
+    A schema that says `flame.cache.format = arrow-table-v1`, or any other
+    shape, is a native table and is kept as sent.
+    """
+    if (schema.metadata or {}).get(FORMAT_KEY) == FORMAT_TABLE:
+        return False
+    if tuple(schema.names) != OPAQUE_FIELDS:
+        return False
+    version, data = schema.field("version").type, schema.field("data").type
+    return version == pa.uint64() and data in (pa.binary(), pa.large_binary())
+
+
+def stamp_table(table: pa.Table, version: int) -> pa.Table:
+    """The table with `flame.cache.format` and `.version` set; other metadata kept."""
+    metadata = dict(table.schema.metadata or {})
+    metadata[FORMAT_KEY] = FORMAT_TABLE
+    metadata[VERSION_KEY] = str(version).encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def cells_as_buffers(column: pa.Array) -> list[pa.Buffer]:
+    """The bytes of a binary column, as zero-copy slices of its data buffer.
+
+    Without nulls the cells are contiguous, so one slice covers the column;
+    null cells add nothing.
+    """
+    if len(column) == 0:
+        return []
+    data = column.buffers()[2]
+    if data is None:
+        return []
+    offset_type = pa.int64() if column.type == pa.large_binary() else pa.int32()
+    offsets = pa.Array.from_buffers(
+        offset_type, len(column) + 1, [None, column.buffers()[1]], offset=column.offset
+    ).to_pylist()
+    if column.null_count == 0:
+        return [data.slice(offsets[0], offsets[-1] - offsets[0])]
+    valid = column.is_valid().to_pylist()
+    return [data.slice(offsets[i], offsets[i + 1] - offsets[i]) for i in range(len(column)) if valid[i]]
+
+
+def join_buffers(chunks: list[pa.Buffer]) -> pa.Buffer:
+    """One contiguous buffer from `chunks`: no copy for a single chunk, else one."""
+    if len(chunks) == 1:
+        return chunks[0]
+    joined = pa.allocate_buffer(sum(c.size for c in chunks))
+    view, offset = memoryview(joined), 0
+    for chunk in chunks:
+        view[offset : offset + chunk.size] = memoryview(chunk)
+        offset += chunk.size
+    return joined
+
+
+def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
+    """A one-element binary array over `data`, without copying it."""
+    if large is None:
+        large = data.size >= 2**31
+    offset_type = pa.int64() if large else pa.int32()
+    offsets = pa.array([0, data.size], type=offset_type).buffers()[1]
+    return pa.Array.from_buffers(pa.large_binary() if large else pa.binary(), 1, [None, offsets, data])
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One whole version of an object.
+
+    Opaque: `base` is a buffer and `deltas` hold the patches, whose versions
+    are always `base_version + 1 ... version`. Native: `base` is a table.
+    """
+
+    key: str
+    version: int
+    base_version: int
+    base: pa.Buffer | pa.Table
+    deltas: tuple[pa.Buffer, ...] = ()
+    updated: float = field(default_factory=time.time)
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.TABLE if isinstance(self.base, pa.Table) else Kind.OPAQUE
+
+    @property
+    def size(self) -> int:
+        base = self.base.nbytes if isinstance(self.base, pa.Table) else self.base.size
+        return base + sum(d.size for d in self.deltas)
+
+    def info(self) -> ObjectInfo:
+        return ObjectInfo(self.key, self.version, len(self.deltas), self.size, self.kind, self.updated)
+
+    def with_delta(self, delta: pa.Buffer, updated: float) -> Snapshot:
+        if self.kind is Kind.TABLE:
+            raise InvalidArgument(f"object {self.key!r} is a native Arrow table; only opaque objects take patches")
+        return replace(self, version=self.version + 1, deltas=(*self.deltas, delta), updated=updated)
+
+    def read(self, client_version: int) -> Read:
+        """What a client that holds `client_version` must be sent (SPEC 4.2)."""
+        if client_version and client_version == self.version:
+            return Read(ReadMode.NOT_MODIFIED, self, ())
+        if self.kind is Kind.TABLE:
+            return Read(ReadMode.FULL, self, ())
+        if 0 < client_version and self.base_version <= client_version < self.version:
+            start = client_version - self.base_version
+            return Read(ReadMode.PATCHES, self, self._patch_rows(start))
+        base = Row(self.base_version, RowKind.BASE, self.base)
+        return Read(ReadMode.FULL, self, (base, *self._patch_rows(0)))
+
+    def _patch_rows(self, start: int) -> tuple[Row, ...]:
+        return tuple(
+            Row(self.base_version + 1 + i, RowKind.PATCH, self.deltas[i]) for i in range(start, len(self.deltas))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What listings, FlightInfo and HEAD report about an object."""
+
+    key: str
+    version: int
+    deltas: int
+    size: int
+    kind: Kind
+    updated: float
+
+
+class ReadMode(str, Enum):
+    NOT_MODIFIED = "not-modified"
+    PATCHES = "patches"
+    FULL = "full"
+
+
+class RowKind(str, Enum):
+    BASE = "base"
+    PATCH = "patch"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    version: int
+    kind: RowKind
+    data: pa.Buffer
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """The answer to a read: for opaque objects the rows to send, in order."""
+
+    mode: ReadMode
+    snapshot: Snapshot
+    rows: tuple[Row, ...]

@@ -1,0 +1,97 @@
+"""Run the real flame-cache as a subprocess on 127.0.0.1 with free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.flight as flight
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without FLAME_* settings, which would
+    override the server's config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")}
+    env.update(extra)
+    return env
+
+
+class CacheServer:
+    """One flame-cache process. `storage` None means `storage: none`."""
+
+    def __init__(self, workdir: Path, storage: Path | None, **cache: Any) -> None:
+        self.workdir = workdir
+        self.storage = storage
+        self.port = free_port()
+        self.endpoint = f"grpc://127.0.0.1:{self.port}"
+        self.cache = {
+            "endpoint": self.endpoint,
+            "storage": str(storage) if storage is not None else "none",
+            "http": {"endpoint": ""},
+            **cache,
+        }
+        self.config_path = workdir / f"flame-cluster-{self.port}.yaml"
+        self.log_path = workdir / f"server-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> CacheServer:
+        self.config_path.write_text(yaml.safe_dump({"cluster": {"name": "test"}, "cache": self.cache}))
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flame_cache", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+            cwd=self.workdir,
+        )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"flame-cache exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with flight.FlightClient(self.endpoint) as client:
+                    list(client.list_actions(options=flight.FlightCallOptions(timeout=1)))
+                return
+            except flight.FlightError:
+                time.sleep(0.1)
+        raise RuntimeError(f"flame-cache did not answer on {self.endpoint} within {timeout}s:\n{self.log()}")
+
+    def client(self) -> flight.FlightClient:
+        return flight.FlightClient(self.endpoint)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def restart(self) -> CacheServer:
+        self.stop()
+        return self.start()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
