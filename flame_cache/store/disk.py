@@ -188,15 +188,16 @@ class Layout:
 
     # -- discovering -----------------------------------------------------
 
-    def scan(self, below: tuple[str, ...] = ()) -> Iterator[ObjectKey]:
-        """Every object file at or below `below`; stray temporary files are
-        removed and foreign names reported, never fatal."""
+    def scan(self, below: tuple[str, ...] = (), *, tidy: bool = False) -> Iterator[ObjectKey]:
+        """Every object file at or below `below`. With `tidy` (start-up only,
+        when no write is in flight) unfinished temporary files and orphan
+        deltas are removed; foreign names are reported, never fatal."""
         if len(below) >= 2 and self.base_path(ObjectKey(below)).is_file():
             yield ObjectKey(below)
         if len(below) < 3:
-            yield from self._scan_dir(self.root.joinpath(*below), below)
+            yield from self._scan_dir(self.root.joinpath(*below), below, tidy)
 
-    def _scan_dir(self, folder: Path, segments: tuple[str, ...]) -> Iterator[ObjectKey]:
+    def _scan_dir(self, folder: Path, segments: tuple[str, ...], tidy: bool) -> Iterator[ObjectKey]:
         try:
             entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):
@@ -205,23 +206,25 @@ class Layout:
         for entry in entries:
             name = entry.name
             if TEMP_MARK in name and name.startswith("."):
-                log.warning("removing unfinished temporary file %s", entry.path)
-                _remove_any(entry.path)
+                if tidy:
+                    log.warning("removing unfinished temporary file %s", entry.path)
+                    _remove_any(entry.path)
             elif not segments and name == QUARANTINE:
                 continue
             elif entry.is_dir():
                 if name.endswith(DELTAS_SUFFIX) and name[: -len(DELTAS_SUFFIX)] in object_names:
                     continue
                 if segments and name.endswith(DELTAS_SUFFIX) and _holds_only_deltas(entry.path):
-                    log.warning("removing deltas %s whose object is gone", entry.path)
-                    _remove_any(entry.path)
+                    if tidy:
+                        log.warning("removing deltas %s whose object is gone", entry.path)
+                        _remove_any(entry.path)
                 elif len(segments) < 2 and _valid_segment(name):
-                    yield from self._scan_dir(Path(entry.path), (*segments, name))
-                else:
+                    yield from self._scan_dir(Path(entry.path), (*segments, name), tidy)
+                elif tidy:
                     log.warning("ignoring foreign directory %s", entry.path)
             elif name.endswith(SUFFIX) and segments and _valid_segment(name[: -len(SUFFIX)]):
                 yield ObjectKey((*segments, name[: -len(SUFFIX)]))
-            else:
+            elif tidy:
                 log.warning("ignoring foreign file %s", entry.path)
 
 

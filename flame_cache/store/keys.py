@@ -38,66 +38,56 @@ def check_segment(segment: str, *, what: str = "segment") -> str:
     return segment
 
 
-def _split(text: str, what: str) -> list[str]:
+def _segments(text: str, what: str, counts: tuple[int, ...], shape: str) -> tuple[str, ...]:
     if not isinstance(text, str):
         raise InvalidArgument(f"{what} must be text, got {type(text).__name__}")
-    return text.split("/")
+    parts = text.split("/")
+    if len(parts) not in counts:
+        raise InvalidArgument(f"{what} {text!r} has {len(parts)} segment(s); expected {shape}")
+    for part in parts:
+        check_segment(part, what=f"{what} segment")
+    return tuple(parts)
+
+
+class _Path:
+    __slots__ = ()
+    segments: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return "/".join(self.segments)
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectKey:
+class ObjectKey(_Path):
     """A validated `[app/]session/object` key."""
 
     segments: tuple[str, ...]
 
     @classmethod
     def parse(cls, text: str) -> ObjectKey:
-        parts = _split(text, "object key")
-        if len(parts) not in (2, 3):
-            raise InvalidArgument(
-                f"object key {text!r} has {len(parts)} segment(s); expected 'session/object' "
-                "or 'app/session/object'"
-            )
-        for part in parts:
-            check_segment(part)
-        return cls(tuple(parts))
-
-    @property
-    def namespace(self) -> Namespace:
-        return Namespace(self.segments[:-1])
+        return cls(_segments(text, "object key", (2, 3), "'session/object' or 'app/session/object'"))
 
     @property
     def object_id(self) -> str:
         return self.segments[-1]
 
-    def __str__(self) -> str:
-        return "/".join(self.segments)
-
 
 @dataclass(frozen=True, slots=True)
-class Namespace:
+class Namespace(_Path):
     """A validated `session` or `app/session`: where new objects are created."""
 
     segments: tuple[str, ...]
 
     @classmethod
     def parse(cls, text: str) -> Namespace:
-        parts = _split(text, "namespace")
-        if len(parts) not in (1, 2):
-            raise InvalidArgument(f"namespace {text!r} must be 'session' or 'app/session'")
-        for part in parts:
-            check_segment(part, what="namespace segment")
-        return cls(tuple(parts))
+        return cls(_segments(text, "namespace", (1, 2), "'session' or 'app/session'"))
 
     def new_key(self) -> ObjectKey:
         return ObjectKey((*self.segments, str(uuid.uuid4())))
 
-    def __str__(self) -> str:
-        return "/".join(self.segments)
-
 
 @dataclass(frozen=True, slots=True)
-class Selector:
+class Selector(_Path):
     """What a delete or listing covers: everything at or below `segments`.
 
     Parsed from an object key, a namespace, `app/*` (every session of app), or
@@ -108,23 +98,11 @@ class Selector:
 
     @classmethod
     def parse(cls, text: str, *, allow_all: bool = False) -> Selector:
-        text = text.strip()
-        if text == "":
-            if allow_all:
-                return cls(())
-            raise InvalidArgument("empty selector: name a key, a namespace or 'app/*'")
-        parts = _split(text, "selector")
-        if len(parts) == 2 and parts[1] == WILDCARD:
-            parts = parts[:1]
-        elif len(parts) > 3:
-            raise InvalidArgument(f"{text!r} has {len(parts)} segments; at most 3 are allowed")
-        for part in parts:
-            check_segment(part)
-        return cls(tuple(parts))
+        if isinstance(text, str) and text.strip() == "" and allow_all:
+            return cls(())
+        if isinstance(text, str) and text.endswith("/" + WILDCARD) and text.count("/") == 1:
+            text = text[: -len(WILDCARD) - 1]
+        return cls(_segments(text, "selector", (1, 2, 3), "a key, a namespace or 'app/*'"))
 
     def covers(self, key: ObjectKey) -> bool:
-        n = len(self.segments)
-        return key.segments[:n] == self.segments
-
-    def __str__(self) -> str:
-        return "/".join(self.segments)
+        return key.segments[: len(self.segments)] == self.segments

@@ -279,7 +279,7 @@ class Store:
     def _index_disk(self) -> None:
         assert self.layout is not None
         started = time.monotonic()
-        for key in self.layout.scan():
+        for key in self.layout.scan(tidy=True):
             self._entries[str(key)] = _Entry(key)
         log.info(
             "indexed %d object(s) in %s in %.2fs",
