@@ -1,4 +1,3 @@
-import pyarrow.flight as flight
 
 
 def test_server_lists_its_actions(session_server):

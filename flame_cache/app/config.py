@@ -37,7 +37,12 @@ ENV_KEYS = {
     "FLAME_CACHE_NETWORK_INTERFACE": "network_interface",
     "FLAME_CACHE_MAX_DELTAS": "limits.max_deltas",
     "FLAME_CACHE_FSYNC": "fsync",
+    "FLAME_CACHE_MAX_OBJECT_SIZE": "limits.max_object_size",
 }
+
+
+# An empty variable is taken as unset, except where empty has a meaning.
+EMPTY_MEANS_OFF = {"http.endpoint"}
 
 
 class ConfigError(ValueError):
@@ -75,14 +80,16 @@ class Config:
     max_deltas: int
     fsync: bool
     source: str  # the file read, or "built-in defaults"
+    max_object_size: int | None = None  # cache.limits.max_object_size; None: no limit
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
     """Read `path` (or ~/.flame/flame-cluster.yaml if it exists), then apply `env`."""
     section, source = _read_section(path)
     for variable, dotted in ENV_KEYS.items():
-        if env.get(variable, "") != "":
-            _set_dotted(section, dotted, env[variable])
+        value = env.get(variable)
+        if value is not None and (value != "" or dotted in EMPTY_MEANS_OFF):
+            _set_dotted(section, dotted, value)
     return _build(section, source, env.get("FLAME_HOME") or None)
 
 
@@ -133,6 +140,7 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         max_deltas=_positive_int("cache.limits.max_deltas", limits_section.get("max_deltas", DEFAULT_MAX_DELTAS)),
         fsync=_boolean("cache.fsync", section.get("fsync", False)),
         source=source,
+        max_object_size=_optional_size("cache.limits.max_object_size", limits_section.get("max_object_size")),
     )
 
 
@@ -198,6 +206,15 @@ def _limits(eviction: dict[str, Any], *, persistent: bool) -> Limits:
     raw_objects = eviction.get("max_objects")
     max_objects = _positive_int("cache.eviction.max_objects", raw_objects) if raw_objects not in (None, "") else None
     return Limits(policy, max_memory, max_objects)
+
+
+def _optional_size(key: str, value: object) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _tls(section: dict[str, Any], endpoint: Endpoint) -> TlsConfig | None:

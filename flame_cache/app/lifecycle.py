@@ -51,15 +51,12 @@ def run(config: Config) -> None:
     log.info("Arrow Flight listening on %s (port %d), advertising %s", config.endpoint.uri, server.port, advertised)
     log.info("eviction: %s", config.limits)
 
+    # A pyarrow Flight server serves from construction on; its serve() would
+    # only block, and install C signal handlers that pre-empt ours.
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stopping.set())
-    serving = threading.Thread(target=server.serve, name="flight", daemon=True)
-    serving.start()
-    while not stopping.wait(0.5):
-        if not serving.is_alive():
-            raise RuntimeError("the Flight server stopped unexpectedly")
+    stopping.wait()
     log.info("stopping: finishing in-flight requests")
     server.shutdown()
-    serving.join(timeout=30)
     log.info("stopped")

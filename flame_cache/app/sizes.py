@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([KMGTP])(?:iB|i|B)?|B)?", re.IGNORECASE)
 
 
 def parse_size(value: object) -> int:
@@ -24,4 +24,4 @@ def parse_size(value: object) -> int:
     if match is None:
         raise ValueError(f"{value!r} is not a size like 1024, 512M, 8G or 1.5G")
     number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.upper()])
+    return int(float(number) * _UNITS[(unit or "").upper()])

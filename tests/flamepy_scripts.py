@@ -1,0 +1,133 @@
+"""Run flamepy in a subprocess of its own.
+
+flamepy reads its configuration (FLAME_CACHE_ENDPOINT, FLAME_CACHE_STORAGE)
+once per process and keeps a per-process object cache, so a test that needs
+a second, independent client, or flamepy pointed at another server or in
+local-storage mode, calls `run_flamepy(...)`: it runs one function of this
+module in a fresh interpreter with exactly the environment given, and
+returns what the function returned (pickled through a file, so flamepy's
+logging on stdout/stderr cannot get in the way).
+
+The functions below are the "scripts"; they only use flamepy's public API.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from tests.server import clean_env
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_flamepy(
+    endpoint: str,
+    home: Path,
+    script: str,
+    *args: Any,
+    storage: Path | None = None,
+    timeout: float = 60.0,
+) -> Any:
+    """`script(*args)` in a new process whose flamepy is configured only by
+    FLAME_CACHE_ENDPOINT (and FLAME_CACHE_STORAGE when `storage` is given)."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = clean_env(FLAME_CACHE_ENDPOINT=endpoint, HOME=str(home))
+    if storage is not None:
+        env["FLAME_CACHE_STORAGE"] = str(storage)
+    request, result = home / f"{script}.in.pkl", home / f"{script}.out.pkl"
+    request.write_bytes(cloudpickle.dumps(args))
+    result.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.flamepy_scripts", script, str(request), str(result)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"flamepy subprocess {script}{args!r} failed ({proc.returncode}):\n{proc.stderr}")
+    return cloudpickle.loads(result.read_bytes())
+
+
+# -- deserializers (importable, so they work in any process) ----------------
+
+
+def add_all(base: Any, deltas: list[Any]) -> Any:
+    """base + delta + delta ... (lists concatenate, numbers sum)."""
+    for delta in deltas:
+        base = base + delta
+    return base
+
+
+def base_and_deltas(base: Any, deltas: list[Any]) -> Any:
+    return {"base": base, "deltas": list(deltas)}
+
+
+# -- scripts ------------------------------------------------------------------
+
+
+def put_objects(namespace: str, objects: list[Any]) -> list[Any]:
+    from flamepy.core import cache
+
+    return [cache.put_object(namespace, obj) for obj in objects]
+
+
+def patch_object(ref: Any, deltas: list[Any]) -> list[Any]:
+    """Apply each delta in turn; the refs returned, one per patch."""
+    from flamepy.core import cache
+
+    return [cache.patch_object(ref, delta) for delta in deltas]
+
+
+def get_objects(refs: list[Any], with_deltas: bool) -> list[Any]:
+    from flamepy.core import cache
+
+    return [cache.get_object(ref, base_and_deltas if with_deltas else None) for ref in refs]
+
+
+def update_object(ref: Any, new_obj: Any) -> Any:
+    from flamepy.core import cache
+
+    return cache.update_object(ref, new_obj)
+
+
+def put_patch_update(namespace: str) -> dict[str, Any]:
+    """A few objects with histories (and one deleted), for the restart test."""
+    import pyarrow as pa
+    from flamepy.core import cache
+
+    patched = cache.put_object(namespace, {"step": 0})
+    for step in (1, 2):
+        patched = cache.patch_object(patched, {"step": step})
+    updated = cache.put_object(namespace, ["old base"])
+    updated = cache.update_object(updated, ["new base"])
+    updated = cache.patch_object(updated, ["patch"])
+    table = cache.put_object(namespace, pa.table({"n": [1, 2, 3], "s": ["a", "b", "c"]}))
+    deleted = cache.patch_object(cache.put_object(namespace, "deleted"), "patch")
+    cache.delete_objects(deleted.key)
+    return {
+        "refs": {"patched": patched, "updated": updated, "table": table},
+        "deleted": deleted,
+        "seen": {
+            "patched": cache.get_object(patched, base_and_deltas),
+            "updated": cache.get_object(updated, base_and_deltas),
+            "table": cache.get_object(table),
+        },
+    }
+
+
+def _main() -> None:
+    script, request, result = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    args = cloudpickle.loads(request.read_bytes())
+    value = globals()[script](*args)
+    result.write_bytes(cloudpickle.dumps(value))
+
+
+if __name__ == "__main__":
+    _main()
