@@ -34,7 +34,7 @@ WORKDIR /home/flame
 EXPOSE 9090 9091
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 9090), 2)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9091/readyz', timeout=2)"]
 
 # flame-cache handles SIGTERM itself (docker stop): it finishes in-flight
 # requests, then exits.

@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test bench clean
 
@@ -23,8 +24,22 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/flame-cache $(ARGS)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(CHROMIUM)
 	$(BIN)/python -m pytest $(ARGS)
+
+# The benchmark (not part of `make test`): Flight and HTTP against a bare Flight
+# server and Redis; installs Debian's redis-server when missing.
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+bench: $(VENV)/.installed-bench
+	command -v redis-server >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server)
+	$(BIN)/python -m bench.run $(ARGS)
+
+# The web page's test drives Debian's chromium; installed only when missing.
+$(CHROMIUM):
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

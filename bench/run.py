@@ -25,7 +25,15 @@ import pyarrow as pa
 
 from bench import procmem, report, startup
 from bench.report import parse_size, size_label
-from bench.servers import REDIS_HINT, REPO, BareFlight, FlameCache, Redis, Server, ServerError
+from bench.servers import (
+    REDIS_HINT,
+    REPO,
+    BareFlight,
+    FlameCache,
+    Redis,
+    Server,
+    ServerError,
+)
 from bench.workloads import KiB, MiB, NotAvailableError, Pool, WorkerError
 
 PATCH_BASE = 1 * MiB  # base of the objects that take patches

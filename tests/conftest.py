@@ -37,6 +37,17 @@ def flamepy_cache(session_server: CacheServer, tmp_path_factory: pytest.TempPath
     return cache
 
 
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheServer]:
+    """A server of the test module's own, started with the module's
+    SERVER_OPTIONS (CacheServer keyword arguments, e.g. with_http=True)."""
+    options = getattr(request.module, "SERVER_OPTIONS", {})
+    workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    server = CacheServer(workdir, workdir / "storage", **options).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., CacheServer]]:
     """Start servers of this test's own (stopped at its end)."""

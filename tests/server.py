@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,22 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class CacheServer:
-    """One flame-cache process. `storage` None means `storage: none`."""
+    """One flame-cache process. `storage` None means `storage: none`.
 
-    def __init__(self, workdir: Path, storage: Path | None, **cache: Any) -> None:
+    `with_http=True` also serves the HTTP mirror on a free port, at `http_url`.
+    """
+
+    def __init__(self, workdir: Path, storage: Path | None, *, with_http: bool = False, **cache: Any) -> None:
         self.workdir = workdir
         self.storage = storage
         self.port = free_port()
         self.endpoint = f"grpc://127.0.0.1:{self.port}"
+        self.http_port = free_port() if with_http else None
+        self.http_url = f"http://127.0.0.1:{self.http_port}" if with_http else None
         self.cache = {
             "endpoint": self.endpoint,
             "storage": str(storage) if storage is not None else "none",
-            "http": {"endpoint": ""},
+            "http": {"endpoint": self.http_url or ""},
             **cache,
         }
         self.config_path = workdir / f"flame-cluster-{self.port}.yaml"
@@ -68,10 +74,23 @@ class CacheServer:
             try:
                 with flight.FlightClient(self.endpoint) as client:
                     list(client.list_actions(options=flight.FlightCallOptions(timeout=1)))
+                if self.http_url is not None:
+                    self._http_ready()
                 return
-            except flight.FlightError:
+            except (flight.FlightError, OSError):  # OSError: HTTP not up yet
                 time.sleep(0.1)
         raise RuntimeError(f"flame-cache did not answer on {self.endpoint} within {timeout}s:\n{self.log()}")
+
+    def _http_ready(self) -> None:
+        """Flight may answer a moment before the HTTP mirror is up."""
+        with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5) as reply:
+            if reply.status != 200:
+                raise RuntimeError(f"{self.http_url}/healthz answered {reply.status}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def client(self) -> flight.FlightClient:
         return flight.FlightClient(self.endpoint)

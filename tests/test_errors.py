@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
@@ -65,12 +66,6 @@ class Case:
     names: tuple[str, ...]  # what the message must name; {key} and {table} stand for the Known keys
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    workdir = tmp_path_factory.mktemp("errors")
-    server = CacheServer(workdir, workdir / "storage").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +99,28 @@ BAD_KEYS = [
     ("long-segment-300-bytes", "sess/" + "x" * 300, "255"),
     ("long-segment-300-utf8-bytes", "sess/" + "é" * 150, "255"),
     ("backslash", "sess/a\\b", "a\\b"),
+    # hostile paths: nothing may name a file outside the storage root
+    ("absolute-path", "/etc/passwd", "empty"),
+    ("absolute-flamepy-path", "/app/sess/obj", "/app/sess/obj"),
+    ("double-slash-root", "//sess/obj", "//sess/obj"),
+    ("unc-path", "\\\\server\\share/obj", "\\\\server\\share"),
+    ("dotdot-deep", "app/../../../etc/passwd", "app/../../../etc/passwd"),
+    ("ten-kb-segment", "sess/" + "x" * 10240, "255"),
+    ("ten-kb-flamepy-segment", "app/" + "y" * 10240 + "/obj", "255"),
+    # unicode tricks: controls that are not ASCII, and characters that make a key print as another
+    ("c1-control-nel", "sess/a\x85b", "a\x85b"),
+    ("c1-control-csi", "sess/a\x9b31mb", "a\x9b31mb"),
+    ("rtl-override", "sess/evil\u202etxt.exe", "RIGHT-TO-LEFT OVERRIDE"),
+    ("bidi-isolate", "app/\u2066sess/obj", "LEFT-TO-RIGHT ISOLATE"),
+    ("line-separator", "sess/a\u2028b", "LINE SEPARATOR"),
+    ("paragraph-separator", "sess/a\u2029b", "PARAGRAPH SEPARATOR"),
 ]
 # keys the grammar rejects only where a ':' cannot be a version separator
-BAD_PATH_ONLY_KEYS = [("colon-in-path", "sess/b:c", "b:c"), ("colon-in-flamepy-path", "app/sess:x/obj", "sess:x")]
+BAD_PATH_ONLY_KEYS = [
+    ("colon-in-path", "sess/b:c", "b:c"),
+    ("colon-in-flamepy-path", "app/sess:x/obj", "sess:x"),
+    ("windows-drive", "C:\\Windows/system32", "C:\\Windows"),
+]
 
 
 def _fill(template: str | bytes, k: Known) -> bytes:
@@ -178,6 +192,16 @@ TICKET_CASES = [
     Case("ticket-non-utf8", _ticket(b"known/\xff\xfe"), INVALID, ("UTF-8",)),
     Case("ticket-chunked-bad-key", _ticket("chunked:sess/.."), INVALID, ("..",)),
     Case("ticket-chunked-bad-version", _ticket("chunked:{key}:x"), INVALID, ("'x'",)),
+    Case("ticket-utf8-surrogate", _ticket(b"known/\xed\xa0\x80"), INVALID, ("UTF-8",)),
+    Case("ticket-overlong-utf8-slash", _ticket(b"known/..\xc0\xafetc"), INVALID, ("UTF-8",)),
+    Case("ticket-json", _ticket(b'{"key": "known/x", "version": 1}'), INVALID, ("decimal digits",)),
+    Case(
+        "ticket-bson-object-ref",
+        lambda c, k: c.do_get(flight.Ticket(bson.encode({"endpoint": "grpc://h:1", "key": k.key}))).read_all(),
+        INVALID,
+        ("decimal digits",),
+    ),
+    Case("ticket-ten-kb-version", _ticket("{key}:" + "9" * 10 + "x" * 10240), INVALID, ("decimal digits",)),
 ]
 
 COMMAND_CASES = [
@@ -223,6 +247,20 @@ ACTION_CASES = [
     Case("delete-four-segments", _action("DELETE", b"a/b/c/d"), INVALID, ("a/b/c/d",)),
     Case("delete-dotdot", _action("DELETE", b"known/.."), INVALID, ("..",)),
     Case("delete-non-utf8", _action("DELETE", b"known/\xff"), INVALID, ("UTF-8",)),
+    # bodies in the wrong format: JSON or BSON where the seed protocol wants text
+    Case("delete-json-body", _action("DELETE", b'{"key": "known/x"}'), INVALID, ('{{"key": "known', "':'")),
+    Case("delete-bson-body", _action("DELETE", bson.encode({"key": "known/x"})), INVALID, ("forbidden",)),
+    Case("seed-put-json-body", _action("PUT", b'{"session": "known", "data": "aGk="}'), INVALID, ("PUT", "base64")),
+    Case(
+        "seed-update-bson-body",
+        _action("UPDATE", bson.encode({"key": "known/x", "data": b"x"})),
+        INVALID,
+        ("UPDATE", "':'"),
+    ),
+    Case("seed-put-base64-newline", _action("PUT", b"known:aGk=\n"), INVALID, ("PUT", "base64")),
+    Case("seed-put-base64-urlsafe", _action("PUT", b"known:-_-_"), INVALID, ("PUT", "base64")),
+    Case("seed-put-empty-session", _action("PUT", f":{b64(b'x')}".encode()), INVALID, ("empty",)),
+    Case("json-command", _command(b'{"PATCH": "known/x"}'), INVALID, ("unknown command",)),
 ]
 
 CASES = KEY_CASES + TICKET_CASES + COMMAND_CASES + NOT_FOUND_CASES + ACTION_CASES

@@ -17,13 +17,15 @@ import yaml
 
 from flame_cache.app.sizes import parse_size
 from flame_cache.store.eviction import POLICIES, Limits
-from flame_cache.store.store import DEFAULT_MAX_DELTAS
+from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES
 
 DEFAULT_ENDPOINT = "grpc://127.0.0.1:9090"
 DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:9091"
 DEFAULT_CONFIG = Path("~/.flame/flame-cluster.yaml")
 DEFAULT_STORAGE = Path("~/.flame/cache")
 DEFAULT_DISK_MAX_MEMORY = 1 << 30
+DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # under Kubernetes' default 30 s grace period
+MIN_KEY_BYTES = 3  # 's/o'
 FLIGHT_SCHEMES = {"grpc": "grpc", "grpc+tcp": "grpc", "grpc+tls": "grpc+tls", "grpcs": "grpc+tls"}
 
 ENV_KEYS = {
@@ -38,6 +40,8 @@ ENV_KEYS = {
     "FLAME_CACHE_MAX_DELTAS": "limits.max_deltas",
     "FLAME_CACHE_FSYNC": "fsync",
     "FLAME_CACHE_MAX_OBJECT_SIZE": "limits.max_object_size",
+    "FLAME_CACHE_MAX_KEY_BYTES": "limits.max_key_bytes",
+    "FLAME_CACHE_SHUTDOWN_TIMEOUT": "shutdown_timeout",
 }
 
 
@@ -81,6 +85,8 @@ class Config:
     fsync: bool
     source: str  # the file read, or "built-in defaults"
     max_object_size: int | None = None  # cache.limits.max_object_size; None: no limit
+    max_key_bytes: int = MAX_KEY_BYTES  # cache.limits.max_key_bytes
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # seconds in-flight requests get on SIGTERM
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
@@ -141,6 +147,8 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         fsync=_boolean("cache.fsync", section.get("fsync", False)),
         source=source,
         max_object_size=_optional_size("cache.limits.max_object_size", limits_section.get("max_object_size")),
+        max_key_bytes=_key_bytes(limits_section.get("max_key_bytes", MAX_KEY_BYTES)),
+        shutdown_timeout=_seconds("cache.shutdown_timeout", section.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
     )
 
 
@@ -186,7 +194,10 @@ def _storage(value: object, flame_home: str | None) -> Path | None:
     else:
         if "://" in text:
             raise ConfigError(f"cache.storage = {value!r}: use 'none', a path, or an fs:// or file:// URL")
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # '~someone' naming no user
+        raise ConfigError(f"cache.storage = {value!r}: cannot expand {text.split('/')[0]!r} to a home directory") from None
     if not path.is_absolute():
         path = Path(flame_home or os.getcwd()) / path
     return path
@@ -236,6 +247,28 @@ def _positive_int(key: str, value: object) -> int:
         raise ConfigError(f"{key} = {value!r} is not a whole number") from None
     if number < 1:
         raise ConfigError(f"{key} = {value!r} must be at least 1")
+    return number
+
+
+def _key_bytes(value: object) -> int:
+    number = _positive_int("cache.limits.max_key_bytes", value)
+    if not MIN_KEY_BYTES <= number <= MAX_KEY_BYTES:
+        raise ConfigError(
+            f"cache.limits.max_key_bytes = {value!r} must be from {MIN_KEY_BYTES} to {MAX_KEY_BYTES} "
+            f"(3 segments of at most 255 bytes)"
+        )
+    return number
+
+
+def _seconds(key: str, value: object) -> float:
+    """A duration in seconds: `30`, `2.5`, `30s`."""
+    text = str(value).strip().lower().removesuffix("s").strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r} is not a number of seconds like 30 or 2.5s") from None
+    if not 0 < number < float("inf"):
+        raise ConfigError(f"{key} = {value!r} must be a finite number of seconds, more than 0")
     return number
 
 

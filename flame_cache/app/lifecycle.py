@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 from flame_cache.app.config import Config
 from flame_cache.app.network import advertised_endpoint
+from flame_cache.app.shutdown import EXIT_FORCED, StopSignals, exit_now, stop_within
 from flame_cache.flight import CacheFlightServer
+from flame_cache.http import HttpServer, create_app
 from flame_cache.store import Store
 
 log = logging.getLogger("flame_cache")
@@ -19,7 +19,16 @@ class StartupError(RuntimeError):
 
 
 def build_store(config: Config) -> Store:
-    return Store(config.storage, limits=config.limits, max_deltas=config.max_deltas, fsync=config.fsync)
+    store = Store(
+        config.storage,
+        limits=config.limits,
+        max_deltas=config.max_deltas,
+        fsync=config.fsync,
+        max_object_size=config.max_object_size,
+        max_key_bytes=config.max_key_bytes,
+    )
+    store.start_disk_check()  # in the background: damaged files are set aside and reported
+    return store
 
 
 def flight_options(config: Config) -> dict:
@@ -32,8 +41,24 @@ def flight_options(config: Config) -> dict:
     return options
 
 
+def start_http(config: Config, store: Store, advertised: str) -> HttpServer | None:
+    """The HTTP mirror on `cache.http.endpoint`, over the same store; None if off."""
+    if config.http_endpoint is None:
+        log.info("HTTP mirror off (cache.http.endpoint is empty)")
+        return None
+    app = create_app(store, advertised)
+    try:
+        http = HttpServer(app, config.http_endpoint).start()
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {config.http_endpoint.uri} (is the port in use?): {exc.strerror or exc}") from None
+    log.info("HTTP listening on %s (web page %s/, API docs %s/docs)", http.url, http.url, http.url)
+    return http
+
+
 def run(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down and return."""
+    """Serve until SIGTERM or SIGINT, then shut down and return (or exit
+    with EXIT_FORCED if requests outlast `cache.shutdown_timeout`)."""
+    signals = StopSignals().install()  # first: a signal during start-up then stops cleanly too
     log.info("configuration: %s", config.source)
     if config.storage is None:
         log.warning("storage: none (memory only): objects are lost on restart and on eviction")
@@ -50,13 +75,23 @@ def run(config: Config) -> None:
         raise StartupError(f"cannot listen on {config.endpoint.uri} (is the port in use?): {exc}") from None
     log.info("Arrow Flight listening on %s (port %d), advertising %s", config.endpoint.uri, server.port, advertised)
     log.info("eviction: %s", config.limits)
+    try:
+        http = start_http(config, store, advertised)
+    except StartupError:
+        server.shutdown()
+        raise
 
     # A pyarrow Flight server serves from construction on; its serve() would
     # only block, and install C signal handlers that pre-empt ours.
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stopping.set())
-    stopping.wait()
-    log.info("stopping: finishing in-flight requests")
-    server.shutdown()
+    signals.requested.wait()
+    log.info("stopping: finishing in-flight requests (for at most %gs)", config.shutdown_timeout)
+    stops = [server.shutdown] + ([http.stop] if http is not None else [])
+    if not stop_within(stops, config.shutdown_timeout, signals):
+        log.error(
+            "stopping: requests still running after %gs or a second signal; exiting with status %d, "
+            "cutting them off (no write is left half done)",
+            config.shutdown_timeout,
+            EXIT_FORCED,
+        )
+        exit_now(EXIT_FORCED)
     log.info("stopped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([KMGTP])(?:iB|i|B)?|B)?", re.IGNORECASE)
@@ -24,4 +25,4 @@ def parse_size(value: object) -> int:
     if match is None:
         raise ValueError(f"{value!r} is not a size like 1024, 512M, 8G or 1.5G")
     number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "").upper()])
+    return int(Fraction(number) * _UNITS[(unit or "").upper()])  # exact: no float rounding or overflow

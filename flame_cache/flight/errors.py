@@ -14,7 +14,14 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from flame_cache.store import CacheError, InvalidArgument, LimitExceeded, ObjectNotFound, StorageError, VersionConflict
+from flame_cache.store import (
+    CacheError,
+    InvalidArgument,
+    LimitExceeded,
+    ObjectNotFound,
+    StorageError,
+    VersionConflict,
+)
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
@@ -25,6 +32,9 @@ def to_flight_error(exc: CacheError) -> Exception:
     if isinstance(exc, ObjectNotFound):
         return pa.ArrowKeyError(message)
     if isinstance(exc, (InvalidArgument, VersionConflict, LimitExceeded)):
+        # Limits too: no Python exception reaches RESOURCE_EXHAUSTED through
+        # pyarrow (MemoryError and ArrowCapacityError arrive as UNKNOWN), and
+        # flamepy turns INVALID_ARGUMENT into the ValueError a caller expects.
         return pa.ArrowInvalid(message)
     if isinstance(exc, StorageError):
         return flight.FlightUnavailableError(message)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow.flight as flight
 
 from flame_cache.store import InvalidArgument
-from flame_cache.store.keys import ObjectKey
+from flame_cache.store.keys import ObjectKey, shorten
 
 CHUNKED_PREFIX = "chunked:"
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -55,7 +55,7 @@ def parse_ticket(raw: bytes) -> GetRequest:
     key, sep, version = text.partition(":")
     if sep and not (version.isascii() and version.isdigit()):
         raise InvalidArgument(
-            f"ticket {text!r}: the client version after ':' must be decimal digits, got {version!r}"
+            f"ticket {shorten(text)}: the client version after ':' must be decimal digits, got {shorten(version)}"
         )
     ObjectKey.parse(key)
     return GetRequest(key, int(version) if sep else 0, chunk_size)

@@ -11,9 +11,16 @@ import pyarrow.flight as flight
 
 from flame_cache.flight.actions import ACTIONS, ActionContext
 from flame_cache.flight.errors import flight_errors
-from flame_cache.flight.requests import decode_utf8, parse_descriptor, parse_ticket, path_of
-from flame_cache.store import InvalidArgument, Kind, ObjectInfo, Store
-from flame_cache.store.streams import payload_from_table, read_stream, response_schema
+from flame_cache.flight.receive import receive
+from flame_cache.flight.requests import (
+    decode_utf8,
+    parse_descriptor,
+    parse_ticket,
+    path_of,
+)
+from flame_cache.store import InvalidArgument, Kind, ObjectInfo, ReadMode, Store
+from flame_cache.store.objects import is_opaque_schema
+from flame_cache.store.streams import read_stream, response_schema
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +39,13 @@ class CacheFlightServer(flight.FlightServerBase):
     @flight_errors
     def do_put(self, context, descriptor, reader, writer) -> None:
         request = parse_descriptor(descriptor)
-        payload = payload_from_table(reader.read_all())
+        if request.patch and not is_opaque_schema(reader.schema):  # refused before the body is read
+            raise InvalidArgument(
+                f"a patch must use the opaque schema 'version: uint64, data: binary'; got {reader.schema}"
+            )
+        payload = receive(context, reader, request.target, self.store.write_limits)
         if request.patch:
-            if isinstance(payload, pa.Table):
-                raise InvalidArgument(
-                    f"a patch must use the opaque schema 'version: uint64, data: binary'; got {payload.schema}"
-                )
+            assert isinstance(payload, pa.Buffer)
             info = self.store.patch(request.target, payload)
         else:
             info = self.store.put(request.target, payload)
@@ -53,6 +61,9 @@ class CacheFlightServer(flight.FlightServerBase):
     def do_get(self, context, ticket) -> flight.FlightDataStream:
         request = parse_ticket(ticket.ticket)
         read = self.store.get(request.key).read(request.client_version)
+        if read.snapshot.kind is Kind.TABLE and read.mode is ReadMode.FULL:
+            # C++ streams the table, with its dictionaries (GeneratorStream sends none)
+            return flight.RecordBatchStream(read.snapshot.base)
         schema, batches = read_stream(read, chunk_size=request.chunk_size)
         return flight.GeneratorStream(schema, batches)
 

@@ -9,7 +9,15 @@ from flame_cache.store.errors import (
     VersionConflict,
 )
 from flame_cache.store.eviction import Limits
-from flame_cache.store.objects import Kind, ObjectInfo, Read, ReadMode, Row, RowKind, Snapshot
+from flame_cache.store.objects import (
+    Kind,
+    ObjectInfo,
+    Read,
+    ReadMode,
+    Row,
+    RowKind,
+    Snapshot,
+)
 from flame_cache.store.store import Store
 
 __all__ = [

@@ -12,9 +12,12 @@ Reads memory-map the file: a get does not copy the object.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flame_cache.store.errors import StorageError
+from flame_cache.store.errors import InvalidArgument, StorageError
 from flame_cache.store.keys import ObjectKey, check_segment
 from flame_cache.store.objects import (
     VERSION_KEY,
@@ -56,6 +59,9 @@ class Layout:
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root
         self.fsync = fsync
+        # A delete prunes empty folders; a write makes its folder, then its file
+        # in it. This lock keeps a prune out of the gap between the two.
+        self._folders = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
 
     def base_path(self, key: ObjectKey) -> Path:
@@ -72,67 +78,111 @@ class Layout:
     # -- writing ---------------------------------------------------------
 
     def write_base(self, key: ObjectKey, version: int, data: pa.Buffer | pa.Table, *, fresh: bool) -> None:
-        """Write the base of `key` and drop its deltas.
+        """Write the base of `key` and drop its deltas (see `install_base`)."""
+        path = self.base_path(key)
+        self.install_base(key, self._write_temp(key, path, version, data), fresh=fresh)
+
+    def install_base(self, key: ObjectKey, temp: Path, *, fresh: bool) -> None:
+        """Rename a finished temporary base into place and drop old deltas.
 
         On a replace the base is renamed into place before the old deltas go:
         a crash in between leaves deltas older than the base, which
         `read_deltas` drops. A fresh object starts at version 1, so leftovers
         of an earlier object at that key are cleared before it appears.
         """
-        if fresh:
+        if fresh and self.deltas_dir(key).exists():
             self._remove_tree(self.deltas_dir(key))
-        self._write_atomically(self.base_path(key), version, data)
+            self.flush(self.deltas_dir(key).parent)  # leftovers must not outlive a power loss
+        self._rename(key, temp, self.base_path(key))
         if not fresh:
             self._remove_tree(self.deltas_dir(key))
 
     def write_delta(self, key: ObjectKey, index: int, version: int, data: pa.Buffer) -> None:
-        self._write_atomically(self.delta_path(key, index), version, data)
+        path = self.delta_path(key, index)
+        self._rename(key, self._write_temp(key, path, version, data), path)
 
-    def _write_atomically(self, path: Path, version: int, data: pa.Buffer | pa.Table) -> None:
-        temp = path.with_name(f".{path.name}{TEMP_MARK}{uuid.uuid4().hex}")
+    def temp_path(self, path: Path) -> Path:
+        """A hidden temporary name beside `path`, which start-up knows to remove."""
+        return path.with_name(temp_name(path.name))
+
+    def _write_temp(self, key: ObjectKey, path: Path, version: int, data: pa.Buffer | pa.Table) -> Path:
+        temp = self.temp_path(path)
         try:
-            sink = self._create(temp)
-            with sink:
+            with self.create_file(temp) as sink:
                 _write_ipc(sink, version, data)
-            if self.fsync:
-                _fsync_path(temp)
-            os.replace(temp, path)
-            if self.fsync:
-                _fsync_path(path.parent)
+            self.flush(temp)
         except BaseException as exc:
             temp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise StorageError(f"could not write {path}: {exc.strerror or exc}") from exc
+                raise self.write_error(key, exc) from exc
+            if isinstance(exc, pa.ArrowException):  # the data itself has no IPC file form
+                raise InvalidArgument(f"object {str(key)!r} cannot be stored as an Arrow IPC file: {exc}") from exc
             raise
+        return temp
 
-    @staticmethod
-    def _create(path: Path) -> pa.NativeFile:
-        """Open a new file, making its folder; once more if a concurrent
-        delete pruned the folder in between."""
-        for attempt in (1, 2):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                return pa.OSFile(str(path), "wb")
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    def _rename(self, key: ObjectKey, temp: Path, path: Path) -> None:
+        renamed = False
+        try:
+            os.replace(temp, path)
+            renamed = True
+            self.flush(path.parent)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise self.write_error(key, exc, renamed=renamed) from exc
+
+    def write_error(self, key: ObjectKey, exc: OSError, *, renamed: bool = False) -> StorageError:
+        """The error a client gets for a failed write: the key, not our paths."""
+        log.error("writing object %s failed: %s", key, exc)
+        outcome = "it may or may not be stored" if renamed else "nothing was stored"
+        return StorageError(f"could not store object {str(key)!r}: {disk_failure(exc)}; {outcome}")
+
+    def flush(self, path: Path) -> None:
+        """fsync a file or folder, if this layout promises durability."""
+        if self.fsync:
+            _fsync_path(path)
+
+    def create_file(self, path: Path) -> pa.NativeFile:
+        """Open a new file for writing, making its folders; a concurrent
+        delete cannot prune them before the file is in place."""
+        with self._folders:
+            self._make_dirs(path.parent)
+            return pa.OSFile(str(path), "wb")
+
+    def _make_dirs(self, folder: Path) -> None:
+        """`mkdir -p`; with fsync, each new folder's parent is flushed too, or
+        a power loss could drop the folder with the file acknowledged in it."""
+        if folder.is_dir():
+            return
+        missing = []
+        while not folder.is_dir() and folder != self.root:
+            missing.append(folder)
+            folder = folder.parent
+        for new in reversed(missing):
+            new.mkdir(exist_ok=True)
+            self.flush(new.parent)
 
     # -- deleting --------------------------------------------------------
 
     def delete(self, key: ObjectKey) -> None:
         """Remove the base first, then the deltas: a crash in between leaves
         only orphan deltas, which the next start-up clears."""
-        self.base_path(key).unlink(missing_ok=True)
+        base = self.base_path(key)
+        try:
+            base.unlink(missing_ok=True)
+            self.flush(base.parent)
+        except OSError as exc:
+            log.error("deleting %s failed: %s", base, exc)
+            raise StorageError(f"could not delete object {str(key)!r}: {disk_failure(exc)}") from exc
         self._remove_tree(self.deltas_dir(key))
 
     def prune_empty_dirs(self, segments: tuple[str, ...]) -> None:
         """Remove empty directories at and below `segments`, then empty parents."""
         top = self.root.joinpath(*segments)
-        for folder, _, _ in os.walk(top, topdown=False):
-            _try_rmdir(folder)
-        for depth in range(len(segments) - 1, 0, -1):
-            _try_rmdir(self.root.joinpath(*segments[:depth]))
+        with self._folders:
+            for folder, _, _ in os.walk(top, topdown=False):
+                _try_rmdir(folder)
+            for depth in range(len(segments) - 1, 0, -1):
+                _try_rmdir(self.root.joinpath(*segments[:depth]))
 
     @staticmethod
     def _remove_tree(path: Path) -> None:
@@ -147,21 +197,27 @@ class Layout:
         """Deltas of `key` in order; drops (and deletes) ones older than the base.
 
         Delta files carry their own version; upstream's carry 0 and count in
-        order after the base.
+        order after the base. The caller holds the key's lock, so no delta
+        write is in flight: temporary files here are a crash's leftovers.
         """
         folder = self.deltas_dir(key)
         try:
-            names = [e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX) and e.is_file()]
+            entries = list(os.scandir(folder))
         except FileNotFoundError:
             return []
-        indexed = sorted((int(n[: -len(SUFFIX)]), n) for n in names if n[: -len(SUFFIX)].isdigit())
+        for entry in entries:
+            if is_temp_name(entry.name):
+                log.warning("removing unfinished temporary file %s", entry.path)
+                _remove_any(entry.path)
+        names = [e.name for e in entries if e.name.endswith(SUFFIX) and e.is_file()]
+        indexed = sorted((int(n[: -len(SUFFIX)]), n) for n in names if _is_index(n[: -len(SUFFIX)]))
         deltas: list[pa.Buffer] = []
         for _, name in indexed:
             stored = read_file(folder / name)
             if not isinstance(stored.data, pa.Buffer):
                 raise pa.ArrowInvalid(f"{folder / name} is not an opaque delta")
-            if 0 < stored.version <= base_version:
-                log.info("dropping stale delta %s (version %d <= base %d)", folder / name, stored.version, base_version)
+            if _is_stale(stored.version, base_version):
+                log.info("dropping stale delta %s (version %d, base %d)", folder / name, stored.version, base_version)
                 (folder / name).unlink(missing_ok=True)
                 continue
             deltas.append(stored.data)
@@ -175,16 +231,38 @@ class Layout:
             if name != f"{index}{SUFFIX}":
                 os.replace(folder / name, folder / f"{index}{SUFFIX}")
 
-    def quarantine(self, key: ObjectKey) -> Path:
-        """Move a damaged object aside, under `.quarantine/`, keeping its path."""
+    def quarantine(self, key: ObjectKey) -> Path | None:
+        """Move a damaged object aside, under `.quarantine/`, keeping its path;
+        None if the disk refused (it is then refused again on each read)."""
         target = self.root.joinpath(QUARANTINE, *key.segments[:-1])
-        target.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        moved = target / f"{key.object_id}{SUFFIX}.{stamp}"
-        for source, dest in ((self.base_path(key), moved), (self.deltas_dir(key), Path(f"{moved}{DELTAS_SUFFIX}"))):
-            if source.exists():
-                os.replace(source, dest)
+        moved = target / f"{key.object_id}{SUFFIX}.{stamp}-{uuid.uuid4().hex[:8]}"
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for source, dest in ((self.base_path(key), moved), (self.deltas_dir(key), Path(f"{moved}{DELTAS_SUFFIX}"))):
+                if source.exists():
+                    os.replace(source, dest)
+        except OSError as exc:
+            log.error("could not move damaged object %s aside: %s", key, exc)
+            return None
         return moved
+
+    def find_damage(self, key: ObjectKey) -> str | None:
+        """What is wrong with the object's files, judged by their Arrow file
+        framing alone (the magic bytes at both ends), without reading data:
+        a file cut short, emptied by a power loss, or not Arrow at all."""
+        problem = _framing_problem(self.base_path(key))
+        if problem is not None:
+            return f"its base {problem}"
+        try:
+            names = [e.name for e in os.scandir(self.deltas_dir(key)) if e.name.endswith(SUFFIX)]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        for name in names:
+            problem = _framing_problem(self.deltas_dir(key) / name)
+            if problem is not None:
+                return f"its delta {name} {problem}"
+        return None
 
     # -- discovering -----------------------------------------------------
 
@@ -205,7 +283,7 @@ class Layout:
         object_names = {e.name[: -len(SUFFIX)] for e in entries if e.name.endswith(SUFFIX)}
         for entry in entries:
             name = entry.name
-            if TEMP_MARK in name and name.startswith("."):
+            if is_temp_name(name):
                 if tidy:
                     log.warning("removing unfinished temporary file %s", entry.path)
                     _remove_any(entry.path)
@@ -246,6 +324,30 @@ def read_file(path: Path) -> StoredFile:
     return StoredFile(version, join_buffers(chunks) if chunks else pa.py_buffer(b""))
 
 
+def temp_name(name: str) -> str:
+    """The hidden name a file is written under before it is renamed to `name`."""
+    return f".{name}{TEMP_MARK}{uuid.uuid4().hex}"
+
+
+_TEMP_NAME = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"[0-9a-f]{32}")
+
+
+def is_temp_name(name: str) -> bool:
+    """Exactly our temporary names: start-up deletes these, and nothing else."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def disk_failure(exc: OSError) -> str:
+    """What an operator should read for a failed write."""
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full (no space left on device)"
+    if exc.errno == errno.EDQUOT:
+        return "the disk quota is exceeded"
+    if exc.errno == errno.EROFS:
+        return "the storage is read-only"
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
 def _write_ipc(sink: pa.NativeFile, version: int, data: pa.Buffer | pa.Table) -> None:
     if isinstance(data, pa.Table):  # stamped with its version by the store
         with pa.ipc.new_file(sink, data.schema) as writer:
@@ -256,6 +358,29 @@ def _write_ipc(sink: pa.NativeFile, version: int, data: pa.Buffer | pa.Table) ->
     batch = pa.record_batch([pa.array([version], pa.uint64()), cell], schema=schema)
     with pa.ipc.new_file(sink, schema) as writer:
         writer.write_batch(batch)
+
+
+ARROW_MAGIC = b"ARROW1"
+
+
+def _framing_problem(path: Path) -> str | None:
+    """None if `path` starts and ends like an Arrow IPC file; else what is wrong.
+    A missing file is no problem here: it was replaced or deleted meanwhile."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                return "is empty"
+            magic = len(ARROW_MAGIC)
+            if size < 2 * magic + 4 or os.pread(file.fileno(), magic, 0) != ARROW_MAGIC:
+                return f"is not an Arrow IPC file ({size} bytes)"
+            if os.pread(file.fileno(), magic, size - magic) != ARROW_MAGIC:
+                return f"is cut short ({size} bytes, no Arrow footer)"
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
 
 
 def _metadata_version(schema: pa.Schema) -> int:
@@ -275,8 +400,26 @@ def _valid_segment(name: str) -> bool:
 
 
 def _holds_only_deltas(path: str) -> bool:
-    names = os.listdir(path)
-    return bool(names) and all(n.endswith(SUFFIX) and n[: -len(SUFFIX)].isdigit() for n in names)
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):  # deleted meanwhile
+        return False
+    return bool(names) and all(n.endswith(SUFFIX) and _is_index(n[: -len(SUFFIX)]) or is_temp_name(n) for n in names)
+
+
+def _is_index(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _is_stale(delta_version: int, base_version: int) -> bool:
+    """A delta older than its base: a replace renames the new base in, then
+    clears the old deltas, and a crash in between leaves them. Upstream's
+    deltas carry version 0 and follow a base of version 0 (read as 1); beside
+    a base of version 2 or more, which only a replace writes, they are such
+    leftovers too."""
+    if delta_version:
+        return delta_version <= base_version
+    return base_version > 1
 
 
 def _try_rmdir(path: str | Path) -> None:

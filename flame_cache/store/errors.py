@@ -28,5 +28,14 @@ class LimitExceeded(CacheError):
     """A configured limit (object size, deltas per object) would be passed."""
 
 
+class ObjectTooLarge(LimitExceeded):
+    """A body is larger than the configured maximum object size."""
+
+
+class KeyTooLong(InvalidArgument, LimitExceeded):
+    """A new key is longer than `cache.limits.max_key_bytes`: a bad argument
+    (400 / INVALID_ARGUMENT) that is also a limit."""
+
+
 class StorageError(CacheError):
     """The disk failed us (full, read-only, damaged); earlier data is intact."""

@@ -8,6 +8,7 @@ from escaping the storage root or naming something we could not read back.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -16,6 +17,15 @@ from flame_cache.store.errors import InvalidArgument
 MAX_SEGMENT_BYTES = 255
 WILDCARD = "*"
 _FORBIDDEN = frozenset("/\\:\0")
+# Characters that make a key print as another one (Trojan-source tricks):
+# bidirectional embeddings, overrides and isolates, and the marks.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters (C0, DEL, C1), surrogates, and line/paragraph separators.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def _forbidden(char: str) -> bool:
+    return char in _FORBIDDEN or char in _BIDI_CONTROLS or unicodedata.category(char) in _FORBIDDEN_CATEGORIES
 
 
 def check_segment(segment: str, *, what: str = "segment") -> str:
@@ -26,9 +36,12 @@ def check_segment(segment: str, *, what: str = "segment") -> str:
         raise InvalidArgument(f"{what} {segment!r} is not allowed")
     if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
         raise InvalidArgument(f"{what} {segment[:32]!r}... is longer than {MAX_SEGMENT_BYTES} bytes")
-    bad = next((c for c in segment if c in _FORBIDDEN or ord(c) < 0x20 or ord(c) == 0x7F), None)
+    bad = next((c for c in segment if _forbidden(c)), None)
     if bad is not None:
-        raise InvalidArgument(f"{what} {segment!r} contains the forbidden character {bad!r}")
+        name = unicodedata.name(bad, "")
+        raise InvalidArgument(
+            f"{what} {segment!r} contains the forbidden character {bad!r}{f' ({name})' if name else ''}"
+        )
     if segment == WILDCARD:
         raise InvalidArgument(f"{what} '*' is only allowed as 'app/*' in a delete or listing")
     try:
@@ -38,12 +51,18 @@ def check_segment(segment: str, *, what: str = "segment") -> str:
     return segment
 
 
+def shorten(text: str, limit: int = 200) -> str:
+    """`text` quoted for a message, cut to `limit` characters: a hostile
+    10 kB key must not come back as a 10 kB error."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def _segments(text: str, what: str, counts: tuple[int, ...], shape: str) -> tuple[str, ...]:
     if not isinstance(text, str):
         raise InvalidArgument(f"{what} must be text, got {type(text).__name__}")
     parts = text.split("/")
     if len(parts) not in counts:
-        raise InvalidArgument(f"{what} {text!r} has {len(parts)} segment(s); expected {shape}")
+        raise InvalidArgument(f"{what} {shorten(text)} has {len(parts)} segment(s); expected {shape}")
     for part in parts:
         check_segment(part, what=f"{what} segment")
     return tuple(parts)

@@ -11,23 +11,37 @@ mapped) the first time it is asked for.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import os
 import threading
 import time
 import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 
+from flame_cache.store.cells import locate_cells
 from flame_cache.store.disk import Layout
-from flame_cache.store.errors import InvalidArgument, LimitExceeded, ObjectNotFound, VersionConflict
+from flame_cache.store.errors import (
+    InvalidArgument,
+    ObjectNotFound,
+    StorageError,
+    VersionConflict,
+)
 from flame_cache.store.eviction import Limits, LruTracker
 from flame_cache.store.keys import Namespace, ObjectKey, Selector
+from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
+from flame_cache.store.uploads import ROW_BYTES, BaseUpload, collect, read_head
+from flame_cache.store.views import FileBlob, ObjectView
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_DELTAS = 1000
 _STRIPES = 64
 
 
@@ -50,10 +64,12 @@ class Store:
         limits: Limits = Limits(),
         max_deltas: int = DEFAULT_MAX_DELTAS,
         fsync: bool = False,
+        max_object_size: int | None = None,
+        max_key_bytes: int = MAX_KEY_BYTES,
     ) -> None:
         self.layout = Layout(root, fsync=fsync) if root is not None else None
         self.limits = limits
-        self.max_deltas = max_deltas
+        self.write_limits = WriteLimits(max_object_size, max_key_bytes, max_deltas)
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()  # guards _entries and _lru
         self._stripes = [threading.RLock() for _ in range(_STRIPES)]
@@ -64,6 +80,10 @@ class Store:
     @property
     def persistent(self) -> bool:
         return self.layout is not None
+
+    @property
+    def max_deltas(self) -> int:
+        return self.write_limits.max_deltas
 
     # -- writes ----------------------------------------------------------
 
@@ -94,6 +114,212 @@ class Store:
         """Replace an object that must exist (the seed's UPDATE)."""
         return self._write_base(ObjectKey.parse(key_text), data, expect_version, must_exist=True)
 
+    # -- streamed writes and bounded reads (the HTTP mirror) ---------------
+    #
+    # Bodies arrive in chunks and large objects must never sit whole in
+    # memory, so these read and write files in bounded pieces; versions, key
+    # locks, delta clearing and installation are the same as above.
+
+    def put_stream(
+        self,
+        key_text: str,
+        data: Iterable[bytes] | pa.Table,
+        *,
+        expect_version: int | None = None,
+        must_exist: bool = False,
+    ) -> ObjectInfo:
+        """Create or replace exactly `key_text` (2 or 3 segments) from chunks.
+
+        A body up to `ROW_BYTES` is written as `put` writes it; a larger one
+        is streamed into a temporary file without holding the key's lock,
+        which is taken only to check the version and rename the file in.
+        `expect_version` as in `put`; `must_exist` makes it a replace. Past
+        the maximum object size: ObjectTooLarge at once, nothing stored.
+        """
+        return self._put_stream(ObjectKey.parse(key_text), data, expect_version, must_exist)
+
+    def create_stream(self, namespace_text: str, data: Iterable[bytes] | pa.Table) -> ObjectInfo:
+        """A new object with a fresh uuid4 id in a namespace, from chunks."""
+        key = Namespace.parse(namespace_text).new_key()
+        return self._put_stream(key, data, None, False)
+
+    def patch_stream(self, key_text: str, chunks: Iterable[bytes], *, expect_version: int | None = None) -> ObjectInfo:
+        """`patch`, from chunks, only if the object is at `expect_version` (if given).
+
+        Deltas are held in memory like every delta, so the body is collected
+        (refused as soon as it alone passes the maximum object size).
+        """
+        key = ObjectKey.parse(key_text)
+        delta = collect(chunks, lambda size: self.write_limits.check_size(key_text, size, what=" with this patch"))
+        with self._key_lock(key):  # re-entrant: `patch` takes it again
+            if expect_version is not None:
+                self._check_version(key, expect_version, must_exist=True)
+            return self.patch(key_text, delta)
+
+    def stat(self, key_text: str) -> ObjectInfo:
+        """Metadata of an object, like `info`, but read from the file's
+        metadata when it is not loaded: a large object is not read for it."""
+        key = ObjectKey.parse(key_text)
+        with self._key_lock(key):
+            return self._stat(self._require(key))
+
+    def open(self, key_text: str) -> ObjectView:
+        """The current version of an object for bounded reads (close it after).
+
+        With disk storage the base is read from the file in chunks and not
+        loaded into memory; otherwise, and for native tables or compressed
+        files, the view wraps the ordinary snapshot.
+        """
+        key = ObjectKey.parse(key_text)
+        with self._key_lock(key):
+            entry = self._require(key)
+            if self.layout is not None:
+                view = self._open_file(entry)
+                if view is not None:
+                    return view
+            return ObjectView.of_snapshot(entry.snapshot or self._load(entry))
+
+    def list_page(
+        self, selector_text: str = "", *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[ObjectInfo], str | None]:
+        """One page of `list`: objects sorted by key after the key `after`,
+        and the cursor for the next page (None on the last). Only the page's
+        objects are looked at, and from metadata (`stat`)."""
+        selector = Selector.parse(selector_text, allow_all=True)
+        after_segments = tuple(after.split("/")) if after else ()
+        with self._lock:
+            entries = sorted(
+                (e for e in self._entries.values() if selector.covers(e.key) and e.key.segments > after_segments),
+                key=lambda e: e.key.segments,
+            )
+        page: list[ObjectInfo] = []
+        for entry in entries:
+            if len(page) == limit:
+                return page, page[-1].key  # more follow
+            try:
+                with self._key_lock(entry.key):
+                    page.append(self._stat(entry))
+            except ObjectNotFound:
+                continue  # deleted (or set aside as damaged) since we looked
+        return page, None
+
+    def namespaces(self, selector_text: str = "") -> list[tuple[str, int]]:
+        """Namespaces (a key without its object id) and their object counts."""
+        selector = Selector.parse(selector_text, allow_all=True)
+        with self._lock:
+            counts = Counter("/".join(e.key.segments[:-1]) for e in self._entries.values() if selector.covers(e.key))
+        return sorted(counts.items())
+
+    def usage(self) -> dict[str, int]:
+        """`stats` plus `stored_bytes`: object sizes where known, else the
+        size of the object's file (objects not read since start-up)."""
+        with self._lock:
+            entries = list(self._entries.values())
+            stats = {"objects": len(entries), "loaded": len(self._lru), "loaded_bytes": self._lru.memory}
+        stored = 0
+        for entry in entries:
+            info = entry.info
+            if info is not None:
+                stored += info.size
+            elif self.layout is not None:
+                try:
+                    stored += self.layout.base_path(entry.key).stat().st_size
+                except OSError:
+                    pass
+        return {**stats, "stored_bytes": stored}
+
+    def _put_stream(
+        self,
+        key: ObjectKey,
+        data: Iterable[bytes] | pa.Table,
+        expect_version: int | None,
+        must_exist: bool,
+    ) -> ObjectInfo:
+        if isinstance(data, pa.Table):
+            return self._write_base(key, data, expect_version, must_exist=must_exist)
+        chunks = iter(data)
+        check = functools.partial(self.write_limits.check_size, str(key))
+        head, ended = read_head(chunks, ROW_BYTES, check)
+        if ended or self.layout is None:
+            body = collect(itertools.chain(head, chunks), check)
+            return self._write_base(key, body, expect_version, must_exist=must_exist)
+        planned = self._check_version(key, expect_version, must_exist) + 1  # fail before the upload
+        with BaseUpload(self.layout, key, planned, check) as upload:
+            upload.write(itertools.chain(head, chunks))
+            upload.finish()
+            with self._key_lock(key):
+                current = self._check_version(key, expect_version, must_exist)
+                if current + 1 != upload.version:
+                    upload.restamp(current + 1)  # another write landed during the upload
+                upload.install(fresh=current == 0)
+                info = ObjectInfo(str(key), upload.version, 0, upload.size, Kind.OPAQUE, time.time())
+                self._install_info(self._find(key) or _Entry(key), info)
+        log.debug("wrote %s version %d (%d bytes, streamed)", key, info.version, info.size)
+        return info
+
+    def _check_version(self, key: ObjectKey, expect_version: int | None, must_exist: bool) -> int:
+        """The current version (0: no object), if it is the expected one."""
+        with self._key_lock(key):
+            entry = self._require(key) if must_exist else self._find(key)
+            current = self._stat(entry).version if entry else 0
+            if expect_version is not None and expect_version != current:
+                raise VersionConflict(str(key), expect_version, current)
+            if entry is None:
+                self.write_limits.check_new_key(str(key))
+            return current
+
+    def _stat(self, entry: _Entry) -> ObjectInfo:
+        """`_info` without loading a large base; the caller holds the key lock."""
+        if entry.info is not None or self.layout is None:
+            return self._info(entry)
+        view = self._open_file(entry)
+        if view is None:
+            return self._info(entry)
+        view.close()
+        return view.info
+
+    def _open_file(self, entry: _Entry) -> ObjectView | None:
+        """A view reading the base file in chunks; None if it must be loaded
+        instead (table, compressed, damaged). The caller holds the key lock."""
+        assert self.layout is not None
+        key = entry.key
+        try:
+            file = open(self.layout.base_path(key), "rb", buffering=0)
+        except FileNotFoundError:
+            if entry.snapshot is not None:
+                return None  # a snapshot not (yet) on disk is served from memory
+            self._forget(entry)
+            raise ObjectNotFound(f"object {str(key)!r} not found") from None
+        try:
+            cells = locate_cells(f"/proc/self/fd/{file.fileno()}")  # the very file opened
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+            cells = None  # `_load` reports it and sets it aside
+        if cells is None:
+            file.close()
+            return None
+        base_version = cells.version or 1
+        snapshot = entry.snapshot
+        if snapshot is not None and snapshot.kind is Kind.OPAQUE and snapshot.base_version == base_version:
+            deltas, updated = snapshot.deltas, snapshot.updated
+        else:
+            deltas = tuple(self.layout.read_deltas(key, base_version))
+            updated = os.fstat(file.fileno()).st_mtime
+        size = cells.size + sum(d.size for d in deltas)
+        info = ObjectInfo(str(key), base_version + len(deltas), len(deltas), size, Kind.OPAQUE, updated)
+        with self._lock:
+            if entry.info is None and self._entries.get(str(key)) is entry:
+                entry.info = info
+        return ObjectView(info, base_version, FileBlob(file, cells.data), deltas)
+
+    def _install_info(self, entry: _Entry, info: ObjectInfo) -> None:
+        """Install an object whose data is only on disk (read on demand)."""
+        name = str(entry.key)
+        with self._lock:
+            self._entries[name] = entry
+            entry.info = info
+            entry.snapshot = None
+            self._lru.remove(name)
+
     def _write_base(
         self, key: ObjectKey, data: pa.Buffer | pa.Table, expect_version: int | None, *, must_exist: bool
     ) -> ObjectInfo:
@@ -102,12 +328,16 @@ class Store:
             current = self._info(entry).version if entry else 0
             if expect_version is not None and expect_version != current:
                 raise VersionConflict(str(key), expect_version, current)
+            if entry is None:
+                self.write_limits.check_new_key(str(key))
+            self.write_limits.check_size(str(key), data.nbytes if isinstance(data, pa.Table) else data.size)
             version = current + 1
-            if isinstance(data, pa.Table):
-                data = stamp_table(data, version)
+            if isinstance(data, pa.Table):  # one dictionary per column: the IPC file format allows no other
+                data = stamp_table(data.unify_dictionaries(), version)
             snapshot = Snapshot(str(key), version, version, data)
             if self.layout is not None:
-                self.layout.write_base(key, version, data, fresh=entry is None)
+                with self._on_storage_error(entry):
+                    self.layout.write_base(key, version, data, fresh=entry is None)
             self._install(entry or _Entry(key), snapshot)
         log.debug("wrote %s version %d (%d bytes)", key, version, snapshot.size)
         return snapshot.info()
@@ -120,14 +350,12 @@ class Store:
             current = entry.snapshot or self._load(entry)
             if current.kind is Kind.TABLE:
                 raise InvalidArgument(f"object {key_text!r} is a native Arrow table; only opaque objects take patches")
-            if len(current.deltas) >= self.max_deltas:
-                raise LimitExceeded(
-                    f"object {key_text!r} has {len(current.deltas)} deltas, the most allowed; "
-                    "replace it (update_object) to compact"
-                )
+            self.write_limits.check_deltas(key_text, len(current.deltas))
+            self.write_limits.check_size(key_text, current.size + delta.size, what=" with this patch")
             snapshot = current.with_delta(delta, time.time())
             if self.layout is not None:
-                self.layout.write_delta(key, len(current.deltas), snapshot.version, delta)
+                with self._on_storage_error(entry):
+                    self.layout.write_delta(key, len(current.deltas), snapshot.version, delta)
             self._install(entry, snapshot)
         return snapshot.info()
 
@@ -146,15 +374,30 @@ class Store:
         return deleted
 
     def _delete_one(self, key: ObjectKey) -> bool:
+        """Files first: if the disk refuses, the object stays whole and served."""
         with self._key_lock(key):
-            with self._lock:
-                entry = self._entries.pop(str(key), None)
-                self._lru.remove(str(key))
-            if entry is None:
+            if self._entries.get(str(key)) is None:
                 return False
             if self.layout is not None:
                 self.layout.delete(key)
-            return True
+            with self._lock:
+                entry = self._entries.pop(str(key), None)
+                self._lru.remove(str(key))
+            return entry is not None
+
+    @contextmanager
+    def _on_storage_error(self, entry: _Entry | None) -> Iterator[None]:
+        """If a write fails part way (the disk is full, or an fsync failed
+        after the rename), the file on disk is the truth: drop what memory
+        holds of the object, so the next access reads it again."""
+        try:
+            yield
+        except StorageError:
+            if entry is not None:
+                with self._lock:
+                    entry.snapshot = entry.info = None
+                    self._lru.remove(str(entry.key))
+            raise
 
     # -- reads -----------------------------------------------------------
 
@@ -227,13 +470,24 @@ class Store:
         except FileNotFoundError:
             self._forget(entry)
             raise ObjectNotFound(f"object {str(key)!r} not found") from None
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            moved = self.layout.quarantine(key)
-            self._forget(entry)
-            log.error("object %s is damaged on disk (%s); moved it to %s", key, exc, moved)
+        except OSError as exc:
+            if exc.errno is not None:  # the disk, not the file: maybe passing, so nothing is moved
+                log.error("reading object %s failed: %s", key, exc)
+                raise StorageError(f"could not read object {str(key)!r}: {exc.strerror or exc}") from None
+            self._set_aside(entry, str(exc))  # pyarrow's IOError about the bytes, e.g. a bad footer
+            raise ObjectNotFound(f"object {str(key)!r} was damaged on disk and has been set aside") from None
+        except (pa.ArrowException, ValueError, TypeError, LookupError) as exc:  # what a bad file raises
+            self._set_aside(entry, str(exc))
             raise ObjectNotFound(f"object {str(key)!r} was damaged on disk and has been set aside") from None
         self._install(entry, snapshot)
         return snapshot
+
+    def _set_aside(self, entry: _Entry, problem: str) -> None:
+        """Quarantine a damaged object and stop serving it; the caller holds its key lock."""
+        assert self.layout is not None
+        moved = self.layout.quarantine(entry.key)
+        self._forget(entry)
+        log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
 
     def _read_disk(self, key: ObjectKey) -> Snapshot:
         layout = self.layout
@@ -285,5 +539,53 @@ class Store:
             "indexed %d object(s) in %s in %.2fs",
             len(self._entries),
             self.layout.root,
+            time.monotonic() - started,
+        )
+
+    # -- the storage check -----------------------------------------------
+
+    def start_disk_check(self) -> threading.Thread | None:
+        """Run `check_disk` in the background: start-up indexes names only,
+        so serving starts at once and damage is found moments later."""
+        if self.layout is None:
+            return None
+        thread = threading.Thread(target=self._check_disk_logged, name="storage-check", daemon=True)
+        thread.start()
+        return thread
+
+    def check_disk(self) -> list[str]:
+        """Set aside every object whose files are cut short, empty or not Arrow
+        files (judged by their framing, without reading data), and report
+        each; the keys set aside. Safe beside requests: a suspect object is
+        checked again under its key lock, and objects loaded since are fine."""
+        if self.layout is None:
+            return []
+        with self._lock:
+            entries = list(self._entries.values())
+        damaged: list[str] = []
+        for entry in entries:
+            if entry.snapshot is not None or self.layout.find_damage(entry.key) is None:
+                continue
+            with self._key_lock(entry.key):
+                if entry.snapshot is not None or self._entries.get(str(entry.key)) is not entry:
+                    continue
+                problem = self.layout.find_damage(entry.key)
+                if problem is None:
+                    continue
+                self._set_aside(entry, problem)
+            damaged.append(str(entry.key))
+        return damaged
+
+    def _check_disk_logged(self) -> None:
+        started = time.monotonic()
+        try:
+            damaged = self.check_disk()
+        except Exception:  # a bug here must not go unseen, nor stop serving
+            log.exception("the storage check failed")
+            return
+        log.info(
+            "storage check: %d damaged object(s) set aside%s in %.2fs",
+            len(damaged),
+            f" ({', '.join(damaged[:10])}{', ...' if len(damaged) > 10 else ''})" if damaged else "",
             time.monotonic() - started,
         )

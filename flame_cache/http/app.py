@@ -1,0 +1,31 @@
+"""The FastAPI application of the HTTP mirror, over one store."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from flame_cache import __version__
+from flame_cache.http import health, listing, objects, page
+from flame_cache.http.context import Context
+from flame_cache.http.errors import install_error_handlers
+from flame_cache.http.metrics import Metrics, MetricsMiddleware
+from flame_cache.store import Store
+
+DESCRIPTION = """
+The HTTP mirror of flame-cache's Arrow Flight service, over the same store:
+the same keys, versions and errors. `ETag` is the object's version.
+Writes answer with flamepy's ObjectRef (`endpoint` is the Flight endpoint).
+"""
+
+
+def create_app(store: Store, advertised: str) -> FastAPI:
+    """`advertised` is the Flight endpoint named in ObjectRefs. Limits
+    (object size, key length, deltas) are the store's own."""
+    metrics = Metrics(store.usage)
+    app = FastAPI(title="flame-cache", version=__version__, description=DESCRIPTION, redoc_url=None)
+    app.state.context = Context(store, advertised, metrics)
+    install_error_handlers(app)
+    for module in (objects, listing, health, page):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

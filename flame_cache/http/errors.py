@@ -1,0 +1,140 @@
+"""The store's errors as HTTP status codes, at the edge (SPEC 5).
+
+Every error answers JSON `{"error": <code>, "message": <what was wrong>}`;
+the message is the store's own, which names the key, segment or value.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flame_cache.http.conditions import etag
+from flame_cache.store import (
+    CacheError,
+    InvalidArgument,
+    LimitExceeded,
+    ObjectNotFound,
+    StorageError,
+    VersionConflict,
+)
+from flame_cache.store.errors import ObjectTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class HttpError(Exception):
+    """An error decided at the edge (a header, a content type, a range)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+# Most specific first: ObjectTooLarge is a LimitExceeded.
+STATUS: list[tuple[type[CacheError], int, str]] = [
+    (InvalidArgument, 400, "bad_request"),
+    (ObjectNotFound, 404, "not_found"),
+    (VersionConflict, 412, "precondition_failed"),
+    (ObjectTooLarge, 413, "too_large"),
+    (LimitExceeded, 409, "conflict"),
+    (StorageError, 503, "storage_unavailable"),
+]
+
+# For the OpenAPI document: what each status means here.
+RESPONSES = {
+    400: {"model": ErrorBody, "description": "Bad key, header or body; the message names it"},
+    404: {"model": ErrorBody, "description": "No such object"},
+}
+
+
+def status_of(exc: CacheError) -> tuple[int, str]:
+    for kind, status, code in STATUS:
+        if isinstance(exc, kind):
+            return status, code
+    return 500, "internal"
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CacheError)
+    async def cache_error(request: Request, exc: CacheError) -> JSONResponse:
+        status, code = status_of(exc)
+        headers = {"ETag": etag(exc.current)} if isinstance(exc, VersionConflict) and exc.current else None
+        log.info("%s %s refused (%d): %s", request.method, request.url.path, status, exc)
+        if status == 404:
+            request.app.state.context.metrics.miss()
+        return error_response(status, code, str(exc), headers)
+
+    @app.exception_handler(HttpError)
+    async def http_error(request: Request, exc: HttpError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}" for error in exc.errors()
+        )
+        return error_response(400, "bad_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = (
+            f"no route for {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
+        )
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        log.info(
+            "%s %s: the client disconnected during the upload; nothing was stored", request.method, request.url.path
+        )
+        return error_response(400, "client_disconnected", "the client disconnected before the body was complete")
+
+    app.add_middleware(UnexpectedErrors)
+
+
+class UnexpectedErrors:
+    """A bug answers 500 JSON naming the error, and the connection stays
+    usable (Starlette's own last-resort handler re-raises, and uvicorn then
+    drops the connection). Once a body has started, the response can only be
+    cut short, so the client sees an incomplete body rather than wrong data."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if started:
+                raise
+            response = error_response(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
+            await response(scope, receive, send)

@@ -1,0 +1,35 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from flame_cache.http.context import Context, context
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process serves HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready; `reason` says why"}})
+def readyz(ctx: Context = Depends(context)) -> JSONResponse:
+    """Ready for traffic: the storage directory is there and writable."""
+    layout = ctx.store.layout
+    if layout is not None and not (layout.root.is_dir() and os.access(layout.root, os.W_OK | os.X_OK)):
+        return JSONResponse({"status": "not ready", "reason": f"storage {layout.root} is missing or not writable"}, 503)
+    return JSONResponse({"status": "ready", "persistent": ctx.store.persistent, **ctx.store.stats()})
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def metrics(ctx: Context = Depends(context)) -> Response:
+    """Prometheus text format: requests, bytes, reads (hit, miss, not
+    modified), and the store's objects and bytes."""
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,363 @@
+"""Object routes: the HTTP form of DoPut, DoGet, PATCH: and DELETE (SPEC 4, 5).
+
+    GET    /v1/objects/{key}        raw base bytes, or the DoGet Arrow stream
+    HEAD   /v1/objects/{key}        the same headers, no body
+    PUT    /v1/objects/{key}        create or replace exactly this key
+    PATCH  /v1/objects/{key}        append one delta
+    DELETE /v1/objects/{key}        delete it (and, as in Flight, all below it)
+    POST   /v1/namespaces/{ns}      create an object with a server-chosen id
+
+Routes translate headers and bodies and call the store; the store decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email.utils import formatdate
+from typing import Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+from flame_cache.http.bodies import (
+    ARROW,
+    RAW,
+    UPLOAD_BODY,
+    body_kind,
+    delta_payload,
+    upload_payload,
+    with_body,
+)
+from flame_cache.http.conditions import (
+    ANY,
+    Unsatisfiable,
+    etag,
+    matches,
+    parse_etags,
+    parse_range,
+)
+from flame_cache.http.context import Context, context
+from flame_cache.http.downloads import arrow_chunks, raw_chunks
+from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
+from flame_cache.store import ObjectInfo, ObjectNotFound, ReadMode, Store
+from flame_cache.store.keys import Namespace, ObjectKey
+from flame_cache.store.views import ObjectView
+
+router = APIRouter(prefix="/v1", tags=["objects"])
+
+WRITE_RESPONSES = {
+    **RESPONSES,
+    412: {"model": ErrorBody, "description": "If-Match / If-None-Match failed; ETag has the current version"},
+    413: {"model": ErrorBody, "description": "Over the maximum object size"},
+    415: {"model": ErrorBody, "description": "Content-Type is neither octet-stream nor an Arrow stream"},
+}
+READ_RESPONSES = {
+    200: {
+        "description": "The base bytes, or the Arrow IPC stream DoGet sends",
+        "content": {
+            RAW: {"schema": {"type": "string", "format": "binary"}},
+            ARROW: {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    206: {"description": "Part of the base bytes (Range)"},
+    304: {"description": "Not modified: If-None-Match names the current version"},
+    416: {"model": ErrorBody, "description": "The range starts past the end"},
+    **RESPONSES,
+}
+
+
+class ObjectRef(BaseModel):
+    """flamepy's ObjectRef: `flamepy.core.cache.ObjectRef(**body)` reads the object over Flight."""
+
+    endpoint: str
+    key: str
+    version: int
+
+
+def object_path(key: str) -> str:
+    return "/v1/objects/" + quote(key, safe="/")
+
+
+# -- reads ----------------------------------------------------------------
+
+
+@router.get("/objects/{key:path}", responses=READ_RESPONSES, response_class=Response)
+def get_object(
+    key: str,
+    request: Request,
+    format_: Literal["raw", "arrow"] | None = Query(
+        None, alias="format", description="Overrides Accept: `raw` (the base bytes) or `arrow` (the DoGet stream)"
+    ),
+    version: int | None = Query(
+        None, ge=0, description="Arrow only: the version the client holds, as in the ticket `<key>:<version>`"
+    ),
+    chunked: bool = Query(False, description="Arrow only: the base in rows of 4 MiB (the `chunked:` ticket)"),
+    delta: int | None = Query(None, ge=0, description="Raw bytes of delta n (0 = first appended) instead of the base"),
+    download: bool = Query(False, description="Ask the browser to save it (Content-Disposition)"),
+    if_none_match: str | None = Header(None),
+    range_: str | None = Header(None, alias="Range"),
+    if_range: str | None = Header(None),
+    ctx: Context = Depends(context),
+) -> Response:
+    """Read an object.
+
+    Raw (`application/octet-stream`, the default): the base bytes, with
+    Range. Deltas are not part of them: read them with `?delta=n` or in the
+    Arrow stream. Arrow (`Accept: application/vnd.apache.arrow.stream` or
+    `?format=arrow`): exactly the rows DoGet sends; the version the client
+    holds comes from `?version=` or, failing that, a single If-None-Match
+    version that is not the current one (then only the newer patches come).
+    """
+    view = ctx.store.open(key)
+    try:
+        info = view.info
+        tags = parse_etags(if_none_match)
+        if matches(tags, info.version):
+            view.close()
+            ctx.metrics.not_modified()
+            return Response(status_code=304, headers=_headers(info))
+        if delta is not None:
+            return _delta(view, delta, ctx)
+        if view.base is None or _wants_arrow(format_, request.headers.get("accept")):
+            if version is None and isinstance(tags, list) and len(tags) == 1:
+                version = tags[0]
+            return _arrow(view, version or 0, chunked, ctx)
+        if version is not None or chunked:
+            raise HttpError(
+                400,
+                "bad_request",
+                "'version' and 'chunked' select rows of the Arrow stream; "
+                "ask for it with Accept: application/vnd.apache.arrow.stream or ?format=arrow",
+            )
+        return _raw(view, range_, if_range, download, ctx)
+    except BaseException:
+        view.close()
+        raise
+
+
+@router.head("/objects/{key:path}", responses={200: {"description": "Headers of GET, no body"}, **RESPONSES})
+def head_object(
+    key: str,
+    request: Request,
+    format_: Literal["raw", "arrow"] | None = Query(None, alias="format"),
+    if_none_match: str | None = Header(None),
+    ctx: Context = Depends(context),
+) -> Response:
+    """Metadata only: ETag, version, deltas, sizes, Last-Modified, and the
+    Content-Length a raw GET would have."""
+    with ctx.store.open(key) as view:
+        headers = _headers(view.info)
+        if matches(parse_etags(if_none_match), view.info.version):
+            return Response(status_code=304, headers=headers)
+        if view.base is None or _wants_arrow(format_, request.headers.get("accept")):
+            return StreamingResponse(iter(()), headers=headers, media_type=ARROW)  # length unknown: none given
+        headers.update({"Content-Length": str(view.base.size), "Accept-Ranges": "bytes"})
+        return Response(status_code=200, headers=headers, media_type=RAW)
+
+
+def _wants_arrow(format_: str | None, accept: str | None) -> bool:
+    if format_ is not None:
+        return format_ == "arrow"
+    return accept is not None and ARROW in accept.lower()
+
+
+def _headers(info: ObjectInfo) -> dict[str, str]:
+    return {
+        "ETag": etag(info.version),
+        "Last-Modified": formatdate(info.updated, usegmt=True),
+        "Cache-Control": "no-cache",
+        "X-Flame-Version": str(info.version),
+        "X-Flame-Deltas": str(info.deltas),
+        "X-Flame-Size": str(info.size),
+        "X-Flame-Kind": info.kind.value,
+    }
+
+
+def _raw(view: ObjectView, range_: str | None, if_range: str | None, download: bool, ctx: Context) -> Response:
+    assert view.base is not None
+    info, size = view.info, view.base.size
+    headers = {**_headers(info), "Accept-Ranges": "bytes"}
+    if download:
+        name = info.key.rsplit("/", 1)[-1]
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+    wanted = range_ if if_range is None or matches(parse_etags(if_range), info.version) else None
+    try:
+        part = parse_range(wanted, size)
+    except Unsatisfiable:
+        view.close()
+        raise HttpError(
+            416,
+            "range_not_satisfiable",
+            f"the object's base has {size} bytes; range {range_!r} starts past its end",
+            {"Content-Range": f"bytes */{size}"},
+        ) from None
+    ctx.metrics.hit()
+    if part is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(raw_chunks(view.base, 0, size), media_type=RAW, headers=headers)
+    headers.update({"Content-Length": str(part.length), "Content-Range": part.content_range(size)})
+    return StreamingResponse(raw_chunks(view.base, part.start, part.end), 206, media_type=RAW, headers=headers)
+
+
+def _delta(view: ObjectView, index: int, ctx: Context) -> Response:
+    info = view.info
+    view.close()
+    if index >= len(view.deltas):
+        raise HttpError(
+            404, "not_found", f"object {info.key!r} has {len(view.deltas)} delta(s); there is no delta {index}"
+        )
+    ctx.metrics.hit()
+    data = view.deltas[index]
+    return StreamingResponse(
+        raw_chunks(_Held(data), 0, data.size),
+        media_type=RAW,
+        headers={**_headers(info), "Content-Length": str(data.size)},
+    )
+
+
+def _arrow(view: ObjectView, client_version: int, chunked: bool, ctx: Context) -> Response:
+    mode, chunks = arrow_chunks(view, client_version, chunked=chunked)
+    if mode is ReadMode.NOT_MODIFIED:
+        ctx.metrics.not_modified()
+    else:
+        ctx.metrics.hit()
+    headers = {**_headers(view.info), "X-Flame-Read": mode.value}
+    return StreamingResponse(chunks, media_type=ARROW, headers=headers)
+
+
+class _Held:
+    """A delta (in memory) read like a blob."""
+
+    def __init__(self, data) -> None:  # noqa: ANN001
+        self.data, self.size = data, data.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.data.slice(offset, length).to_pybytes()
+
+    def close(self) -> None:
+        pass
+
+
+# -- writes ---------------------------------------------------------------
+
+
+@router.put(
+    "/objects/{key:path}",
+    status_code=201,
+    response_model=ObjectRef,
+    responses={
+        200: {"model": ObjectRef, "description": "Replaced"},
+        201: {"description": "Created"},
+        **WRITE_RESPONSES,
+    },
+    openapi_extra=UPLOAD_BODY,
+)
+async def put_object(
+    key: str,
+    request: Request,
+    if_match: str | None = Header(None, description='Replace only at this version: "7" (or * : only if it exists)'),
+    if_none_match: str | None = Header(None, description="`*`: create only, never replace"),
+    ctx: Context = Depends(context),
+) -> JSONResponse:
+    """Create or replace exactly this key (2 or 3 segments): deltas are
+    cleared, the version goes up by one (a new object starts at 1)."""
+    ObjectKey.parse(key)
+    kind = body_kind(request, ctx.store.write_limits, key)
+    expect, must_exist = _write_condition(ctx.store, key, if_match, if_none_match)
+
+    def write(chunks: Iterator[bytes]) -> ObjectInfo:
+        payload = upload_payload(kind, chunks)
+        return ctx.store.put_stream(key, payload, expect_version=expect, must_exist=must_exist)
+
+    try:
+        info = await with_body(request, write)
+    except ObjectNotFound:
+        if if_match is None:
+            raise
+        raise HttpError(
+            412, "precondition_failed", f"object {key!r} does not exist; If-Match needs an existing object"
+        ) from None
+    return _ref(ctx, info, 201 if info.version == 1 else 200)
+
+
+@router.post(
+    "/namespaces/{namespace:path}",
+    status_code=201,
+    response_model=ObjectRef,
+    responses=WRITE_RESPONSES,
+    openapi_extra=UPLOAD_BODY,
+)
+async def create_object(namespace: str, request: Request, ctx: Context = Depends(context)) -> JSONResponse:
+    """Create an object with a fresh uuid4 id in a namespace (`session` or `app/session`)."""
+    Namespace.parse(namespace)
+    kind = body_kind(request, ctx.store.write_limits, f"{namespace}/<new>")
+    info = await with_body(request, lambda chunks: ctx.store.create_stream(namespace, upload_payload(kind, chunks)))
+    return _ref(ctx, info, 201)
+
+
+@router.patch(
+    "/objects/{key:path}",
+    response_model=ObjectRef,
+    responses={
+        409: {"model": ErrorBody, "description": "The object has the most deltas allowed; replace it"},
+        **WRITE_RESPONSES,
+    },
+    openapi_extra=UPLOAD_BODY,
+)
+async def patch_object(
+    key: str,
+    request: Request,
+    if_match: str | None = Header(None, description='Append only if the object is at this version: "7"'),
+    ctx: Context = Depends(context),
+) -> JSONResponse:
+    """Append one delta (an opaque body) to an existing opaque object."""
+    ObjectKey.parse(key)
+    kind = body_kind(request, ctx.store.write_limits, key, " with this patch")
+    expect, _ = _write_condition(ctx.store, key, if_match, None)
+    info = await with_body(
+        request, lambda chunks: ctx.store.patch_stream(key, delta_payload(kind, chunks), expect_version=expect)
+    )
+    return _ref(ctx, info, 200)
+
+
+@router.delete("/objects/{key:path}", status_code=204, responses={204: {"description": "Deleted"}, **RESPONSES})
+def delete_object(key: str, ctx: Context = Depends(context)) -> Response:
+    """Delete the object (and, as Flight's DELETE does, every key below it)."""
+    ObjectKey.parse(key)
+    if ctx.store.delete(key) == 0:
+        raise ObjectNotFound(f"object {key!r} not found")
+    return Response(status_code=204)
+
+
+def _write_condition(
+    store: Store, key: str, if_match: str | None, if_none_match: str | None
+) -> tuple[int | None, bool]:
+    """(expect_version, must_exist) from the precondition headers."""
+    if if_match is not None and if_none_match is not None:
+        raise HttpError(400, "bad_request", "send If-Match or If-None-Match, not both")
+    if if_none_match is not None:
+        if parse_etags(if_none_match) != ANY:
+            raise HttpError(400, "bad_request", "on a write, If-None-Match may only be '*' (create, never replace)")
+        return 0, False
+    tags = parse_etags(if_match)
+    if tags is None:
+        return None, False
+    if tags == ANY:
+        return None, True
+    if not tags:
+        raise HttpError(412, "precondition_failed", f'If-Match {if_match!r} names no version (ETags are versions: "7")')
+    if len(tags) == 1:
+        return tags[0], True
+    try:
+        current = store.stat(key).version
+    except ObjectNotFound:
+        current = 0
+    return (current if current in tags else tags[0]), True  # the store checks again under the key's lock
+
+
+def _ref(ctx: Context, info: ObjectInfo, status: int) -> JSONResponse:
+    body = {"endpoint": ctx.advertised, "key": info.key, "version": info.version}
+    headers = {"ETag": etag(info.version), "Location": object_path(info.key)}
+    return JSONResponse(body, status_code=status, headers=headers)
