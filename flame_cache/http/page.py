@@ -28,7 +28,7 @@ PAGE_SIZE = 100
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 h1{font-size:1.3rem} h2{font-size:1.05rem;margin-top:1.5rem}
-table{border-collapse:collapse} td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:left}
+table{border-collapse:collapse} td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}
 td.n{text-align:right;font-variant-numeric:tabular-nums} .err{color:#a00} form{display:inline}
 nav span{margin-right:1.2rem} code{background:#f3f3f3;padding:0 .2rem}
 """
