@@ -53,11 +53,15 @@ def rows_problem(key: str, rows: list[tuple[int, str, bytes]]) -> str | None:
     return None
 
 
+def digest(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=16).digest()
+
+
 @dataclass
 class Ledger:
     """Every write a client saw acknowledged, and every problem a thread saw."""
 
-    acked: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    acked: dict[str, dict[int, bytes]] = field(default_factory=dict)  # key -> version -> payload digest
     problems: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,7 +70,7 @@ class Ledger:
             versions = self.acked.setdefault(key, {})
             if version in versions:
                 self.problems.append(f"{key}: version {version} acknowledged twice (one write was lost)")
-            versions[version] = payload
+            versions[version] = digest(payload)
 
     def problem(self, text: str) -> None:
         with self.lock:
@@ -76,10 +80,10 @@ class Ledger:
         with self.lock:
             return list(self.acked)
 
-    def latest(self, key: str) -> tuple[int, bytes]:
+    def latest(self, key: str) -> int:
+        """The last version of `key` a client saw acknowledged."""
         with self.lock:
-            version = max(self.acked[key])
-            return version, self.acked[key][version]
+            return max(self.acked[key])
 
     def check_read(self, key: str, rows: list[tuple[int, str, bytes]]) -> str | None:
         """A full read is whole, and every version in it that a client saw acknowledged
@@ -90,7 +94,7 @@ class Ledger:
         with self.lock:
             acked = dict(self.acked.get(key, {}))
         for version, _, data in rows:
-            if version in acked and acked[version] != data:
+            if version in acked and acked[version] != digest(data):
                 return f"{key} version {version}: holds other bytes than the write acknowledged as it"
         return None
 

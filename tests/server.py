@@ -22,6 +22,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def storage_snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file below a storage root with its bytes, and every folder (None), by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without FLAME_* settings, which would
     override the server's config file."""

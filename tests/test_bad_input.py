@@ -20,11 +20,7 @@ import pyarrow.flight as flight
 import pytest
 
 from tests.flight_client import OPAQUE, get, opaque, patch, put, put_path, rows
-from tests.server import CacheServer, clean_env
-
-
-def storage_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+from tests.server import CacheServer, clean_env, storage_snapshot
 
 
 def listing(client: flight.FlightClient) -> set[str]:
@@ -70,7 +66,7 @@ def test_a_client_killed_mid_upload_changes_nothing(server: CacheServer, tmp_pat
         key = put_path(client, "cut", b"the whole object")["key"]
         patch(client, key, b"a whole delta")
         before_rows, before_keys = rows(get(client, key)), listing(client)
-    before_files = storage_files(server.storage)
+    before_files = storage_snapshot(server.storage)
     target = "cut" if kind == "create" else key
     script = tmp_path / "dying_client.py"
     script.write_text(DYING_CLIENT)
@@ -82,7 +78,7 @@ def test_a_client_killed_mid_upload_changes_nothing(server: CacheServer, tmp_pat
     with server.client() as client:
         assert rows(get(client, key)) == before_rows
         assert listing(client) == before_keys
-        after = storage_files(server.storage)
+        after = storage_snapshot(server.storage)
         assert after == before_files, f"files changed: {set(after) ^ set(before_files)}"
         assert patch(client, key, b"after")["version"] == 3  # and it takes writes
     assert server.alive()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +13,9 @@ import pyarrow.flight as flight
 import pytest
 
 from flame_cache.app.config import load_config
+from tests.http_client import ARROW, RAW, arrow_rows, ipc, put
 from tests.server import CacheServer
 
-RAW = "application/octet-stream"
-ARROW = "application/vnd.apache.arrow.stream"
 MAX_OBJECT_SIZE = 16 * 1024 * 1024
 
 
@@ -28,23 +26,6 @@ SERVER_OPTIONS = dict(with_http=True, limits={"max_object_size": "16M"})  # for 
 def http(server: CacheServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.http_url, timeout=60) as client:
         yield client
-
-
-def put(http: httpx.Client, key: str, data: bytes, **headers: str) -> httpx.Response:
-    return http.put(f"/v1/objects/{key}", content=data, headers={"Content-Type": RAW, **headers})
-
-
-def ipc(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def arrow_rows(response: httpx.Response) -> list[tuple[int, str, bytes]]:
-    assert response.headers["content-type"] == ARROW
-    table = pa.ipc.open_stream(response.content).read_all()
-    return [(r["version"], r["kind"], r["data"]) for r in table.to_pylist()]
 
 
 # -- put, get, head ----------------------------------------------------------

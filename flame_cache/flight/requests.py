@@ -19,6 +19,7 @@ import pyarrow.flight as flight
 
 from flame_cache.store import InvalidArgument
 from flame_cache.store.keys import ObjectKey, shorten
+from flame_cache.store.objects import MAX_VERSION
 
 CHUNKED_PREFIX = "chunked:"
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -57,8 +58,13 @@ def parse_ticket(raw: bytes) -> GetRequest:
         raise InvalidArgument(
             f"ticket {shorten(text)}: the client version after ':' must be decimal digits, got {shorten(version)}"
         )
+    digits = version.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:  # int() refuses 5000 digits
+        raise InvalidArgument(
+            f"ticket {shorten(text)}: the client version {shorten(version)} is over the largest version, 2**64 - 1"
+        )
     ObjectKey.parse(key)
-    return GetRequest(key, int(version) if sep else 0, chunk_size)
+    return GetRequest(key, int(digits), chunk_size)
 
 
 def parse_descriptor(descriptor: flight.FlightDescriptor) -> PutRequest:

@@ -9,6 +9,7 @@ from flame_cache.http import health, listing, objects, page
 from flame_cache.http.context import Context
 from flame_cache.http.errors import install_error_handlers
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
+from flame_cache.http.targets import CheckTargets
 from flame_cache.store import Store
 
 DESCRIPTION = """
@@ -27,5 +28,6 @@ def create_app(store: Store, advertised: str) -> FastAPI:
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
+    app.add_middleware(CheckTargets)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -14,6 +14,7 @@ loop: neither side ever holds more than a piece (about 1 MiB).
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
@@ -28,11 +29,16 @@ from flame_cache.store import InvalidArgument
 from flame_cache.store.limits import WriteLimits
 from flame_cache.store.objects import cells_as_buffers, is_opaque_schema
 from flame_cache.store.streams import payload_from_table
+from flame_cache.store.uploads import SizeCheck
 
 RAW = "application/octet-stream"
 ARROW = "application/vnd.apache.arrow.stream"
 PIECE_BYTES = 1024 * 1024
 T = TypeVar("T")
+# What pyarrow raises for a bad stream: ArrowInvalid, or OSError (ArrowIOError)
+# for one cut short or garbled ("expected to read N bytes"). The body is read
+# from memory, so an OSError here is about its bytes, never the disk.
+_BAD_STREAM = (pa.ArrowInvalid, OSError)
 
 # For the OpenAPI document of PUT, POST and PATCH.
 UPLOAD_BODY = {
@@ -51,28 +57,34 @@ UPLOAD_BODY = {
 }
 
 
-def body_kind(request: Request, limits: WriteLimits, target: str, what: str = "") -> str:
+def body_kind(request: Request, limits: WriteLimits, target: str, what: str = "") -> tuple[str, SizeCheck]:
     """RAW or ARROW for the request's Content-Type; 415 otherwise, and 413
-    at once when Content-Length already says the body is too large (the
-    store checks again as the bytes arrive, with the same rule)."""
+    at once when Content-Length already says the body is too large. Also the
+    same rule for the bytes as they arrive (`with_body`): an Arrow table is
+    read whole before the store sees it, so the store's own check comes late."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in ("", RAW, ARROW):
         raise HttpError(415, "unsupported_media_type", f"Content-Type {media!r} is not accepted; send {RAW} or {ARROW}")
+    check = functools.partial(limits.check_size, target, what=what)
     declared = request.headers.get("content-length", "")
     if declared.isdigit():
-        limits.check_size(target, int(declared), what=what)
-    return ARROW if media == ARROW else RAW
+        check(int(declared))
+    return ARROW if media == ARROW else RAW, check
 
 
-async def with_body(request: Request, work: Callable[[Iterator[bytes]], T]) -> T:
-    """Run `work(chunks)` in a worker thread, `chunks` being the request body."""
+async def with_body(request: Request, work: Callable[[Iterator[bytes]], T], check: SizeCheck) -> T:
+    """Run `work(chunks)` in a worker thread, `chunks` being the request body;
+    `check` sees the bytes received so far (413 as soon as they pass the limit)."""
     pieces = _pieces(request.stream())
 
     async def next_piece() -> bytes | None:
         return await anext(pieces, None)
 
     def chunks() -> Iterator[bytes]:
+        received = 0
         while (piece := anyio.from_thread.run(next_piece)) is not None:
+            received += len(piece)
+            check(received)
             yield piece
 
     return await anyio.to_thread.run_sync(lambda: work(chunks()))
@@ -101,25 +113,28 @@ def upload_payload(kind: str, chunks: Iterator[bytes]) -> Iterator[bytes] | pa.T
     if not is_opaque_schema(reader.schema):
         try:
             return payload_from_table(reader.read_all())
-        except pa.ArrowInvalid as exc:
+        except _BAD_STREAM as exc:
             raise InvalidArgument(f"the body is not a valid Arrow IPC stream: {exc}") from None
     return _opaque_cells(reader)
 
 
 def delta_payload(kind: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """A patch body: raw bytes, or an opaque Arrow stream (never a table)."""
-    payload = upload_payload(kind, chunks)
-    if isinstance(payload, pa.Table):
+    """A patch body: raw bytes, or an opaque Arrow stream (never a table:
+    refused from its schema, before its batches are read)."""
+    if kind == RAW:
+        return chunks
+    reader = _open_arrow(chunks)
+    if not is_opaque_schema(reader.schema):
         raise InvalidArgument(
-            f"a patch must use the opaque schema 'version: uint64, data: binary'; got {payload.schema}"
+            f"a patch must use the opaque schema 'version: uint64, data: binary'; got {reader.schema}"
         )
-    return payload
+    return _opaque_cells(reader)
 
 
 def _open_arrow(chunks: Iterator[bytes]) -> pa.ipc.RecordBatchStreamReader:
     try:
         return pa.ipc.open_stream(io.BufferedReader(_ChunkReader(chunks), PIECE_BYTES))
-    except pa.ArrowInvalid as exc:
+    except _BAD_STREAM as exc:
         raise InvalidArgument(f"the body is not an Arrow IPC stream: {exc}") from None
 
 
@@ -130,7 +145,7 @@ def _opaque_cells(reader: pa.ipc.RecordBatchStreamReader) -> Iterator[bytes]:
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        except pa.ArrowInvalid as exc:
+        except _BAD_STREAM as exc:
             raise InvalidArgument(f"the body is not a valid Arrow IPC stream: {exc}") from None
         yield from cells_as_buffers(batch.column(1))
 

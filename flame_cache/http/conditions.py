@@ -9,29 +9,46 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from flame_cache.store import InvalidArgument
+from flame_cache.store.keys import shorten
+from flame_cache.store.objects import MAX_VERSION
+
 ANY = "*"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_ETAG = re.compile(r'(?:W/)?"([^"]*)"')
+# One or more tags separated by commas; empty list elements are allowed (RFC 9110 5.6.1).
+_ETAG_LIST = re.compile(r'[\s,]*(?:W/)?"[^"]*"(?:\s*,[\s,]*(?:W/)?"[^"]*")*[\s,]*')
 
 
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def parse_etags(header: str | None) -> list[int] | str | None:
+def parse_etags(header: str | None, name: str) -> list[int] | str | None:
     """`*`, the versions listed (weak `W/` tags compare by value), or None
-    if the header is absent. Tags that are not versions match nothing."""
+    if the header is absent. Tags that are not versions match nothing. A
+    header that is not `*` or a list of quoted tags (RFC 9110: `"7", W/"8"`)
+    is refused (400) naming header `name`, rather than guessed at."""
     if header is None:
         return None
     if header.strip() == ANY:
         return ANY
-    versions = []
-    for tag in header.split(","):
-        tag = tag.strip()
-        tag = tag[2:] if tag.startswith("W/") else tag
-        tag = tag.strip('"')
-        if tag.isascii() and tag.isdigit():
-            versions.append(int(tag))
-    return versions
+    if _ETAG_LIST.fullmatch(header) is None:
+        raise InvalidArgument(
+            f"{name} {shorten(header, 100)} is not '*' or a list of quoted ETags; "
+            'ETags are versions in double quotes, as in "7"'
+        )
+    tags = [_number(tag) for tag in _ETAG.findall(header) if tag.isascii() and tag.isdigit()]
+    return [tag for tag in tags if tag <= MAX_VERSION]
+
+
+def if_range_holds(header: str, version: int) -> bool:
+    """If-Range names the current version (an HTTP-date, or anything else,
+    does not: then the whole body is sent, as RFC 9110 says)."""
+    try:
+        return matches(parse_etags(header, "If-Range"), version)
+    except InvalidArgument:
+        return False
 
 
 def matches(tags: list[int] | str | None, version: int) -> bool:
@@ -77,14 +94,21 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if size == 0:
         raise Unsatisfiable(header)  # no byte of an empty object can be named
     if first == "":  # the last N bytes
-        length = int(last)
+        length = _number(last)
         if length == 0:
             raise Unsatisfiable(header)
         return ByteRange(max(0, size - length), size)
-    start = int(first)
-    end = size if last == "" else int(last) + 1
+    start = _number(first)
+    end = size if last == "" else _number(last) + 1
     if last != "" and end <= start:
         return None  # invalid: ignored
     if start >= size:
         raise Unsatisfiable(header)
     return ByteRange(start, min(end, size))
+
+
+def _number(digits: str) -> int:
+    """Decimal digits as an int; past 20 digits (beyond any version or size;
+    int() refuses thousands) as 2**64, which matches and fits nothing."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 20 else 2**64

@@ -34,6 +34,7 @@ from flame_cache.http.conditions import (
     ANY,
     Unsatisfiable,
     etag,
+    if_range_holds,
     matches,
     parse_etags,
     parse_range,
@@ -42,7 +43,8 @@ from flame_cache.http.context import Context, context
 from flame_cache.http.downloads import arrow_chunks, raw_chunks
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
 from flame_cache.store import ObjectInfo, ObjectNotFound, ReadMode, Store
-from flame_cache.store.keys import Namespace, ObjectKey
+from flame_cache.store.keys import Namespace, ObjectKey, shorten
+from flame_cache.store.objects import MAX_VERSION
 from flame_cache.store.views import ObjectView
 
 router = APIRouter(prefix="/v1", tags=["objects"])
@@ -91,7 +93,10 @@ def get_object(
         None, alias="format", description="Overrides Accept: `raw` (the base bytes) or `arrow` (the DoGet stream)"
     ),
     version: int | None = Query(
-        None, ge=0, description="Arrow only: the version the client holds, as in the ticket `<key>:<version>`"
+        None,
+        ge=0,
+        le=MAX_VERSION,
+        description="Arrow only: the version the client holds, as in the ticket `<key>:<version>`",
     ),
     chunked: bool = Query(False, description="Arrow only: the base in rows of 4 MiB (the `chunked:` ticket)"),
     delta: int | None = Query(None, ge=0, description="Raw bytes of delta n (0 = first appended) instead of the base"),
@@ -113,7 +118,7 @@ def get_object(
     view = ctx.store.open(key)
     try:
         info = view.info
-        tags = parse_etags(if_none_match)
+        tags = parse_etags(if_none_match, "If-None-Match")
         if matches(tags, info.version):
             view.close()
             ctx.metrics.not_modified()
@@ -149,7 +154,7 @@ def head_object(
     Content-Length a raw GET would have."""
     with ctx.store.open(key) as view:
         headers = _headers(view.info)
-        if matches(parse_etags(if_none_match), view.info.version):
+        if matches(parse_etags(if_none_match, "If-None-Match"), view.info.version):
             return Response(status_code=304, headers=headers)
         if view.base is None or _wants_arrow(format_, request.headers.get("accept")):
             return StreamingResponse(iter(()), headers=headers, media_type=ARROW)  # length unknown: none given
@@ -182,7 +187,7 @@ def _raw(view: ObjectView, range_: str | None, if_range: str | None, download: b
     if download:
         name = info.key.rsplit("/", 1)[-1]
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
-    wanted = range_ if if_range is None or matches(parse_etags(if_range), info.version) else None
+    wanted = range_ if if_range is None or if_range_holds(if_range, info.version) else None
     try:
         part = parse_range(wanted, size)
     except Unsatisfiable:
@@ -190,7 +195,7 @@ def _raw(view: ObjectView, range_: str | None, if_range: str | None, download: b
         raise HttpError(
             416,
             "range_not_satisfiable",
-            f"the object's base has {size} bytes; range {range_!r} starts past its end",
+            f"the object's base has {size} bytes; range {shorten(range_ or '')} starts past its end",
             {"Content-Range": f"bytes */{size}"},
         ) from None
     ctx.metrics.hit()
@@ -264,7 +269,7 @@ async def put_object(
     """Create or replace exactly this key (2 or 3 segments): deltas are
     cleared, the version goes up by one (a new object starts at 1)."""
     ObjectKey.parse(key)
-    kind = body_kind(request, ctx.store.write_limits, key)
+    kind, check = body_kind(request, ctx.store.write_limits, key)
     expect, must_exist = _write_condition(ctx.store, key, if_match, if_none_match)
 
     def write(chunks: Iterator[bytes]) -> ObjectInfo:
@@ -272,7 +277,7 @@ async def put_object(
         return ctx.store.put_stream(key, payload, expect_version=expect, must_exist=must_exist)
 
     try:
-        info = await with_body(request, write)
+        info = await with_body(request, write, check)
     except ObjectNotFound:
         if if_match is None:
             raise
@@ -292,8 +297,10 @@ async def put_object(
 async def create_object(namespace: str, request: Request, ctx: Context = Depends(context)) -> JSONResponse:
     """Create an object with a fresh uuid4 id in a namespace (`session` or `app/session`)."""
     Namespace.parse(namespace)
-    kind = body_kind(request, ctx.store.write_limits, f"{namespace}/<new>")
-    info = await with_body(request, lambda chunks: ctx.store.create_stream(namespace, upload_payload(kind, chunks)))
+    kind, check = body_kind(request, ctx.store.write_limits, f"{namespace}/<new>")
+    info = await with_body(
+        request, lambda chunks: ctx.store.create_stream(namespace, upload_payload(kind, chunks)), check
+    )
     return _ref(ctx, info, 201)
 
 
@@ -310,14 +317,15 @@ async def patch_object(
     key: str,
     request: Request,
     if_match: str | None = Header(None, description='Append only if the object is at this version: "7"'),
+    if_none_match: str | None = Header(None, description="`*`: only if the object does not exist, so always 412"),
     ctx: Context = Depends(context),
 ) -> JSONResponse:
     """Append one delta (an opaque body) to an existing opaque object."""
     ObjectKey.parse(key)
-    kind = body_kind(request, ctx.store.write_limits, key, " with this patch")
-    expect, _ = _write_condition(ctx.store, key, if_match, None)
+    kind, check = body_kind(request, ctx.store.write_limits, key, " with this patch")
+    expect, _ = _write_condition(ctx.store, key, if_match, if_none_match)
     info = await with_body(
-        request, lambda chunks: ctx.store.patch_stream(key, delta_payload(kind, chunks), expect_version=expect)
+        request, lambda chunks: ctx.store.patch_stream(key, delta_payload(kind, chunks), expect_version=expect), check
     )
     return _ref(ctx, info, 200)
 
@@ -338,16 +346,18 @@ def _write_condition(
     if if_match is not None and if_none_match is not None:
         raise HttpError(400, "bad_request", "send If-Match or If-None-Match, not both")
     if if_none_match is not None:
-        if parse_etags(if_none_match) != ANY:
+        if parse_etags(if_none_match, "If-None-Match") != ANY:
             raise HttpError(400, "bad_request", "on a write, If-None-Match may only be '*' (create, never replace)")
         return 0, False
-    tags = parse_etags(if_match)
+    tags = parse_etags(if_match, "If-Match")
     if tags is None:
         return None, False
     if tags == ANY:
         return None, True
     if not tags:
-        raise HttpError(412, "precondition_failed", f'If-Match {if_match!r} names no version (ETags are versions: "7")')
+        raise HttpError(
+            412, "precondition_failed", f'If-Match {shorten(if_match or "")} names no version (ETags are versions: "7")'
+        )
     if len(tags) == 1:
         return tags[0], True
     try:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import HttpError
 from flame_cache.http.objects import object_path
-from flame_cache.store import CacheError, ObjectInfo
+from flame_cache.store import CacheError, InvalidArgument, ObjectInfo
 from flame_cache.store.keys import ObjectKey
 
 router = APIRouter(include_in_schema=False)
@@ -100,7 +100,10 @@ def _size(size: int) -> str:
 @router.post("/ui/delete")
 async def delete_from_page(request: Request, ctx: Context = Depends(context)) -> RedirectResponse:
     _same_origin(request)
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    try:  # strictly: with "replace", %FF and %FE would both name the key spelled U+FFFD
+        form = parse_qs((await request.body()).decode("utf-8"), errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidArgument("the form is not valid UTF-8 once percent-decoded; keys are UTF-8") from None
     key = form.get("key", [""])[0]
     prefix = form.get("prefix", [""])[0]
     ObjectKey.parse(key)

@@ -101,6 +101,15 @@ class Layout:
         path = self.delta_path(key, index)
         self._rename(key, self._write_temp(key, path, version, data), path)
 
+    def discard(self, temp: Path) -> None:
+        """Remove an unfinished temporary file, and the folders made for it if
+        that leaves them empty: a write that stored nothing leaves nothing."""
+        with self._folders:
+            temp.unlink(missing_ok=True)
+            folder = temp.parent
+            while folder != self.root and _try_rmdir(folder):
+                folder = folder.parent
+
     def temp_path(self, path: Path) -> Path:
         """A hidden temporary name beside `path`, which start-up knows to remove."""
         return path.with_name(temp_name(path.name))
@@ -112,7 +121,7 @@ class Layout:
                 _write_ipc(sink, version, data)
             self.flush(temp)
         except BaseException as exc:
-            temp.unlink(missing_ok=True)
+            self.discard(temp)
             if isinstance(exc, OSError):
                 raise self.write_error(key, exc) from exc
             if isinstance(exc, pa.ArrowException):  # the data itself has no IPC file form
@@ -422,11 +431,12 @@ def _is_stale(delta_version: int, base_version: int) -> bool:
     return base_version > 1
 
 
-def _try_rmdir(path: str | Path) -> None:
+def _try_rmdir(path: str | Path) -> bool:
     try:
         os.rmdir(path)
     except OSError:
-        pass
+        return False
+    return True
 
 
 def _remove_any(path: str) -> None:

@@ -20,6 +20,7 @@ VERSION_KEY = b"flame.cache.version"
 FORMAT_TABLE = b"arrow-table-v1"
 
 OPAQUE_FIELDS = ("version", "data")
+MAX_VERSION = 2**64 - 1  # versions are uint64 cells
 
 
 class Kind(str, Enum):

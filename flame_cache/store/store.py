@@ -34,7 +34,7 @@ from flame_cache.store.errors import (
     VersionConflict,
 )
 from flame_cache.store.eviction import Limits, LruTracker
-from flame_cache.store.keys import Namespace, ObjectKey, Selector
+from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
 from flame_cache.store.uploads import ROW_BYTES, BaseUpload, collect, read_head
@@ -186,7 +186,10 @@ class Store:
         and the cursor for the next page (None on the last). Only the page's
         objects are looked at, and from metadata (`stat`)."""
         selector = Selector.parse(selector_text, allow_all=True)
-        after_segments = tuple(after.split("/")) if after else ()
+        try:
+            after_segments = ObjectKey.parse(after).segments if after else ()
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"cursor {shorten(after)} is not a key (pass next_cursor as it came): {exc}") from None
         with self._lock:
             entries = sorted(
                 (e for e in self._entries.values() if selector.covers(e.key) and e.key.segments > after_segments),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -151,4 +150,5 @@ class BaseUpload:
             pass
         if self._sink is not None and not self._sink.closed:
             self._sink.close()
-        Path(self.temp).unlink(missing_ok=True)
+        if self.temp.exists():  # not installed: the file goes, with any folder made for it
+            self.layout.discard(self.temp)
