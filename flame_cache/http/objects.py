@@ -361,7 +361,7 @@ def _write_condition(
     if len(tags) == 1:
         return tags[0], True
     try:
-        current = store.stat(key).version
+        current = store.info(key).version
     except ObjectNotFound:
         current = 0
     return (current if current in tags else tags[0]), True  # the store checks again under the key's lock

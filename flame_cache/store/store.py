@@ -156,13 +156,6 @@ class Store:
                 self._check_version(key, expect_version, must_exist=True)
             return self.patch(key_text, delta)
 
-    def stat(self, key_text: str) -> ObjectInfo:
-        """Metadata of an object, like `info`, but read from the file's
-        metadata when it is not loaded: a large object is not read for it."""
-        key = ObjectKey.parse(key_text)
-        with self._key_lock(key):
-            return self._stat(self._require(key))
-
     def open(self, key_text: str) -> ObjectView:
         """The current version of an object for bounded reads (close it after).
 
@@ -180,11 +173,11 @@ class Store:
             return ObjectView.of_snapshot(entry.snapshot or self._load(entry))
 
     def list_page(
-        self, selector_text: str = "", *, after: str | None = None, limit: int = 100
+        self, selector_text: str = "", *, after: str | None = None, limit: int | None = 100
     ) -> tuple[list[ObjectInfo], str | None]:
         """One page of `list`: objects sorted by key after the key `after`,
         and the cursor for the next page (None on the last). Only the page's
-        objects are looked at, and from metadata (`stat`)."""
+        objects are looked at, and from metadata (as `info`)."""
         selector = Selector.parse(selector_text, allow_all=True)
         try:
             after_segments = ObjectKey.parse(after).segments if after else ()
@@ -417,23 +410,15 @@ class Store:
             return entry.snapshot or self._load(self._require(key))
 
     def info(self, key_text: str) -> ObjectInfo:
-        """Metadata of an object, also one dropped on disk by another process."""
+        """Metadata of an object, also one dropped on disk by another process.
+        A large base is not read for it: its file's metadata says enough."""
         key = ObjectKey.parse(key_text)
-        return self._info(self._require(key))
+        with self._key_lock(key):
+            return self._stat(self._require(key))
 
     def list(self, selector_text: str = "") -> list[ObjectInfo]:
-        selector = Selector.parse(selector_text, allow_all=True)
-        with self._lock:
-            entries = sorted(
-                (e for e in self._entries.values() if selector.covers(e.key)), key=lambda e: e.key.segments
-            )
-        infos = []
-        for entry in entries:
-            try:
-                infos.append(self._info(entry))
-            except ObjectNotFound:
-                continue  # deleted (or set aside as damaged) since we looked
-        return infos
+        """Every object the selector covers, in key order (`list_page` unbounded)."""
+        return self.list_page(selector_text, limit=None)[0]
 
     def stats(self) -> dict[str, int]:
         with self._lock:
