@@ -320,12 +320,8 @@ class Store:
         self, key: ObjectKey, data: pa.Buffer | pa.Table, expect_version: int | None, *, must_exist: bool
     ) -> ObjectInfo:
         with self._key_lock(key):
-            entry = self._require(key) if must_exist else self._find(key)
-            current = self._info(entry).version if entry else 0
-            if expect_version is not None and expect_version != current:
-                raise VersionConflict(str(key), expect_version, current)
-            if entry is None:
-                self.write_limits.check_new_key(str(key))
+            current = self._check_version(key, expect_version, must_exist)
+            entry = self._find(key) if current else None
             self.write_limits.check_size(str(key), data.nbytes if isinstance(data, pa.Table) else data.size)
             version = current + 1
             if isinstance(data, pa.Table):  # one dictionary per column: the IPC file format allows no other
@@ -333,7 +329,7 @@ class Store:
             snapshot = Snapshot(str(key), version, version, data)
             if self.layout is not None:
                 with self._on_storage_error(entry):
-                    self.layout.write_base(key, version, data, fresh=entry is None)
+                    self.layout.write_base(key, version, data, fresh=current == 0)
             self._install(entry or _Entry(key), snapshot)
         log.debug("wrote %s version %d (%d bytes)", key, version, snapshot.size)
         return snapshot.info()
