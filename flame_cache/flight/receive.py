@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.store.limits import WriteLimits
-from flame_cache.store.objects import cells_as_buffers, is_opaque_schema
+from flame_cache.store.objects import Body, cells_as_buffers, is_opaque_schema
 from flame_cache.store.streams import payload_from_table
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def receive(
     context: flight.ServerCallContext, reader: flight.MetadataRecordBatchReader, target: str, limits: WriteLimits
-) -> pa.Buffer | pa.Table:
+) -> Body | pa.Table:
     """The upload's payload (SPEC 4.1), read batch by batch; over the maximum
     object size it is refused at once, without reading the rest."""
     schema = reader.schema

@@ -20,7 +20,7 @@ from flame_cache.flight.requests import (
 )
 from flame_cache.store import InvalidArgument, Kind, ObjectInfo, ReadMode, Store
 from flame_cache.store.objects import is_opaque_schema
-from flame_cache.store.streams import read_stream, response_schema
+from flame_cache.store.streams import response_schema, response_table
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class CacheFlightServer(flight.FlightServerBase):
             )
         payload = receive(context, reader, request.target, self.store.write_limits)
         if request.patch:
-            assert isinstance(payload, pa.Buffer)
+            assert not isinstance(payload, pa.Table)
             info = self.store.patch(request.target, payload)
         else:
             info = self.store.put(request.target, payload)
@@ -64,8 +64,8 @@ class CacheFlightServer(flight.FlightServerBase):
         if read.snapshot.kind is Kind.TABLE and read.mode is ReadMode.FULL:
             # C++ streams the table, with its dictionaries (GeneratorStream sends none)
             return flight.RecordBatchStream(read.snapshot.base)
-        schema, batches = read_stream(read, chunk_size=request.chunk_size)
-        return flight.GeneratorStream(schema, batches)
+        # C++ streams the batches: no call back into Python per message
+        return flight.RecordBatchStream(response_table(read, chunk_size=request.chunk_size))
 
     @flight_errors
     def get_flight_info(self, context, descriptor) -> flight.FlightInfo:

@@ -5,7 +5,7 @@ stream carries exactly the rows DoGet sends (`store.streams.read_stream`),
 serialised by pyarrow's IPC writer into a sink that keeps the buffers it is
 handed by reference. A base cell of more than INLINE_BYTES is not read into
 memory to build its batch: the batch gets a stand-in buffer of the same size
-(an untouched, read-only anonymous mapping), and when the writer hands that
+(`store.splice.stand_in`), and when the writer hands that
 buffer to the sink, the sink splices in the base's real bytes, read from the
 file chunk by chunk. So the compatible form, one base cell of any size, is
 sent without holding the base, and is byte for byte what pyarrow would write.
@@ -13,7 +13,6 @@ sent without holding the base, and is byte for byte what pyarrow would write.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +20,8 @@ import pyarrow as pa
 
 from flame_cache.store import ReadMode, RowKind
 from flame_cache.store.objects import binary_cell
-from flame_cache.store.streams import LARGE_CELL, read_stream, response_schema
+from flame_cache.store.splice import stand_in
+from flame_cache.store.streams import LARGE_CELL, read_stream, response_schema, row_groups, rows_batch
 from flame_cache.store.views import Blob, ObjectView, ViewRow
 
 CHUNK_BYTES = 1024 * 1024  # what one response body message carries
@@ -48,10 +48,9 @@ def arrow_chunks(view: ObjectView, client_version: int, *, chunked: bool) -> tup
         return read.mode, _serialise(schema, ((batch, None) for batch in batches), view)
     mode, rows = view.rows(client_version)
     assert view.base is not None
-    pieces = list(_pieces(rows, view.base.size, chunked))
-    large = any(size > LARGE_CELL for _, _, size in pieces)
-    schema = response_schema(large=large)
-    return mode, _serialise(schema, (_row_batch(schema, view.base, piece, large) for piece in pieces), view)
+    sizes = [size for row in rows for _, size in _cells(row, view.base.size, chunked)]
+    schema = response_schema(large=any(size > LARGE_CELL for size in sizes))
+    return mode, _serialise(schema, _batches(schema, view.base, rows, chunked), view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,33 +63,42 @@ class _Splice:
     stand_in: pa.Buffer  # keeps its mapping alive
 
 
-def _pieces(rows: tuple[ViewRow, ...], base_size: int, chunked: bool) -> Iterator[tuple[ViewRow, int, int]]:
-    """(row, offset, size): the base split into SPLIT_BYTES rows if chunked."""
-    for row in rows:
-        if row.data is not None:
-            yield row, 0, row.data.size
-        elif not chunked or base_size <= SPLIT_BYTES:
-            yield row, 0, base_size
-        else:
-            for offset in range(0, base_size, SPLIT_BYTES):
-                yield row, offset, min(SPLIT_BYTES, base_size - offset)
-
-
-def _row_batch(
-    schema: pa.Schema, base: Blob, piece: tuple[ViewRow, int, int], large: bool
-) -> tuple[pa.RecordBatch, _Splice | None]:
-    row, offset, size = piece
-    splice = None
+def _cells(row: ViewRow, base_size: int, chunked: bool) -> Iterator[tuple[int, int]]:
+    """(offset, size) of the cells a row is sent as: the base split into
+    SPLIT_BYTES rows in the chunked form, any other row whole."""
     if row.data is not None:
-        data = row.data
-    elif size <= INLINE_BYTES:
+        yield 0, row.data.size
+    elif not chunked or base_size <= SPLIT_BYTES:
+        yield 0, base_size
+    else:
+        for offset in range(0, base_size, SPLIT_BYTES):
+            yield offset, min(SPLIT_BYTES, base_size - offset)
+
+
+def _batches(
+    schema: pa.Schema, base: Blob, rows: tuple[ViewRow, ...], chunked: bool
+) -> Iterator[tuple[pa.RecordBatch, _Splice | None]]:
+    """The batches DoGet sends for these rows (`row_groups`)."""
+    large = pa.types.is_large_binary(schema.field("data").type)
+    for group in row_groups(rows):
+        if group[0].kind is RowKind.PATCH:
+            yield rows_batch(schema, group, large), None
+            continue
+        for offset, size in _cells(group[0], base.size, chunked):
+            yield _base_batch(schema, base, group[0].version, offset, size, large)
+
+
+def _base_batch(
+    schema: pa.Schema, base: Blob, version: int, offset: int, size: int, large: bool
+) -> tuple[pa.RecordBatch, _Splice | None]:
+    splice = None
+    if size <= INLINE_BYTES:
         data = pa.py_buffer(base.read(offset, size))
     else:
-        data = pa.py_buffer(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ))
+        data = stand_in(size)
         splice = _Splice(base, offset, size, data)
-    kind = RowKind.BASE.value if row.kind is RowKind.BASE else RowKind.PATCH.value
     batch = pa.record_batch(
-        [pa.array([row.version], pa.uint64()), pa.array([kind], pa.utf8()), binary_cell(data, large=large)],
+        [pa.array([version], pa.uint64()), pa.array([RowKind.BASE.value], pa.utf8()), binary_cell(data, large=large)],
         schema=schema,
     )
     return batch, splice

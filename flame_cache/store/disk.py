@@ -30,11 +30,15 @@ from flame_cache.store.errors import InvalidArgument, StorageError
 from flame_cache.store.keys import ObjectKey, check_segment
 from flame_cache.store.objects import (
     VERSION_KEY,
+    Body,
+    Pieces,
     binary_cell,
     cells_as_buffers,
     is_opaque_schema,
     join_buffers,
 )
+from flame_cache.store.rename import replace_file
+from flame_cache.store.splice import Splice, SplicingFile
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,7 @@ class Layout:
 
     # -- writing ---------------------------------------------------------
 
-    def write_base(self, key: ObjectKey, version: int, data: pa.Buffer | pa.Table, *, fresh: bool) -> None:
+    def write_base(self, key: ObjectKey, version: int, data: Body | pa.Table, *, fresh: bool) -> None:
         """Write the base of `key` and drop its deltas (see `install_base`)."""
         path = self.base_path(key)
         self.install_base(key, self._write_temp(key, path, version, data), fresh=fresh)
@@ -114,7 +118,7 @@ class Layout:
         """A hidden temporary name beside `path`, which start-up knows to remove."""
         return path.with_name(temp_name(path.name))
 
-    def _write_temp(self, key: ObjectKey, path: Path, version: int, data: pa.Buffer | pa.Table) -> Path:
+    def _write_temp(self, key: ObjectKey, path: Path, version: int, data: Body | pa.Table) -> Path:
         temp = self.temp_path(path)
         try:
             with self.create_file(temp) as sink:
@@ -132,7 +136,7 @@ class Layout:
     def _rename(self, key: ObjectKey, temp: Path, path: Path) -> None:
         renamed = False
         try:
-            os.replace(temp, path)
+            replace_file(temp, path)
             renamed = True
             self.flush(path.parent)
         except OSError as exc:
@@ -357,16 +361,22 @@ def disk_failure(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
-def _write_ipc(sink: pa.NativeFile, version: int, data: pa.Buffer | pa.Table) -> None:
+def _write_ipc(sink: pa.NativeFile, version: int, data: Body | pa.Table) -> None:
     if isinstance(data, pa.Table):  # stamped with its version by the store
         with pa.ipc.new_file(sink, data.schema) as writer:
             writer.write_table(data)
         return
-    cell = binary_cell(data)
+    splice = None
+    if isinstance(data, Pieces):  # one cell, written piece by piece
+        splice = Splice(data.size)
+        sink = SplicingFile(sink, splice, data.buffers)
+    cell = binary_cell(data if splice is None else splice.buffer)
     schema = pa.schema([("version", pa.uint64()), ("data", cell.type)])
     batch = pa.record_batch([pa.array([version], pa.uint64()), cell], schema=schema)
     with pa.ipc.new_file(sink, schema) as writer:
         writer.write_batch(batch)
+    if splice is not None:
+        splice.check_used()
 
 
 ARROW_MAGIC = b"ARROW1"

@@ -7,6 +7,7 @@ immutable, so a reader holding one can never see a torn write.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -83,6 +84,25 @@ def join_buffers(chunks: list[pa.Buffer]) -> pa.Buffer:
     return joined
 
 
+@dataclass(frozen=True, slots=True)
+class Pieces:
+    """Opaque bytes that arrived as several buffers (flamepy's upload_object
+    sends 1 MiB rows). Stored as one cell without being joined in memory
+    (store/splice.py); joined only where memory must hold them whole."""
+
+    buffers: tuple[pa.Buffer, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(buffer.size for buffer in self.buffers)
+
+    def joined(self) -> pa.Buffer:
+        return join_buffers(list(self.buffers))
+
+
+Body = pa.Buffer | Pieces  # an opaque upload, as the store takes it
+
+
 def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
     """A one-element binary array over `data`, without copying it."""
     if large is None:
@@ -90,6 +110,14 @@ def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
     offset_type = pa.int64() if large else pa.int32()
     offsets = pa.array([0, data.size], type=offset_type).buffers()[1]
     return pa.Array.from_buffers(pa.large_binary() if large else pa.binary(), 1, [None, offsets, data])
+
+
+def binary_cells(cells: list[pa.Buffer], *, large: bool) -> pa.Array:
+    """A binary array of several cells, their bytes copied once into one buffer."""
+    offsets = [0, *itertools.accumulate(cell.size for cell in cells)]
+    offset_type = pa.int64() if large else pa.int32()
+    buffers = [None, pa.array(offsets, type=offset_type).buffers()[1], join_buffers(cells)]
+    return pa.Array.from_buffers(pa.large_binary() if large else pa.binary(), len(cells), buffers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +134,9 @@ class Snapshot:
     base: pa.Buffer | pa.Table
     deltas: tuple[pa.Buffer, ...] = ()
     updated: float = field(default_factory=time.time)
+    # What answers a full read, made once (`streams.response_table`): the
+    # snapshot never changes, so neither does that answer.
+    responses: dict[str, pa.Table] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> Kind:

@@ -36,7 +36,7 @@ from flame_cache.store.errors import (
 from flame_cache.store.eviction import Limits, LruTracker
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
-from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
+from flame_cache.store.objects import Body, Kind, ObjectInfo, Pieces, Snapshot, stamp_table
 from flame_cache.store.uploads import ROW_BYTES, BaseUpload, collect, read_head
 from flame_cache.store.views import FileBlob, ObjectView
 
@@ -87,7 +87,7 @@ class Store:
 
     # -- writes ----------------------------------------------------------
 
-    def put(self, target: str, data: pa.Buffer | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
+    def put(self, target: str, data: Body | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
         """Create or replace (SPEC 4.1).
 
         `target` is a key (replaced if it exists, a 3-segment key is created
@@ -105,12 +105,12 @@ class Store:
             )
         return self._write_base(ObjectKey.parse(target), data, expect_version, must_exist=False)
 
-    def create(self, namespace_text: str, data: pa.Buffer | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
+    def create(self, namespace_text: str, data: Body | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
         """A new object with a fresh uuid4 id in a namespace."""
         key = Namespace.parse(namespace_text).new_key()
         return self._write_base(key, data, expect_version, must_exist=False)
 
-    def replace(self, key_text: str, data: pa.Buffer | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
+    def replace(self, key_text: str, data: Body | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
         """Replace an object that must exist (the seed's UPDATE)."""
         return self._write_base(ObjectKey.parse(key_text), data, expect_version, must_exist=True)
 
@@ -317,8 +317,10 @@ class Store:
             self._lru.remove(name)
 
     def _write_base(
-        self, key: ObjectKey, data: pa.Buffer | pa.Table, expect_version: int | None, *, must_exist: bool
+        self, key: ObjectKey, data: Body | pa.Table, expect_version: int | None, *, must_exist: bool
     ) -> ObjectInfo:
+        """Pieces are written to disk as one cell and not joined: the object is
+        then read back from its file on demand (memory-mapped, no copy)."""
         with self._key_lock(key):
             current = self._check_version(key, expect_version, must_exist)
             entry = self._find(key) if current else None
@@ -326,17 +328,26 @@ class Store:
             version = current + 1
             if isinstance(data, pa.Table):  # one dictionary per column: the IPC file format allows no other
                 data = stamp_table(data.unify_dictionaries(), version)
-            snapshot = Snapshot(str(key), version, version, data)
+            if isinstance(data, Pieces) and self.layout is None:
+                data = data.joined()
             if self.layout is not None:
                 with self._on_storage_error(entry):
                     self.layout.write_base(key, version, data, fresh=current == 0)
-            self._install(entry or _Entry(key), snapshot)
-        log.debug("wrote %s version %d (%d bytes)", key, version, snapshot.size)
-        return snapshot.info()
+            if isinstance(data, Pieces):
+                info = ObjectInfo(str(key), version, 0, data.size, Kind.OPAQUE, time.time())
+                self._install_info(entry or _Entry(key), info)
+            else:
+                snapshot = Snapshot(str(key), version, version, data)
+                self._install(entry or _Entry(key), snapshot)
+                info = snapshot.info()
+        log.debug("wrote %s version %d (%d bytes)", key, version, info.size)
+        return info
 
-    def patch(self, key_text: str, delta: pa.Buffer) -> ObjectInfo:
+    def patch(self, key_text: str, delta: Body) -> ObjectInfo:
         """Append one delta to an existing opaque object (SPEC 4.1, PATCH:)."""
         key = ObjectKey.parse(key_text)
+        if isinstance(delta, Pieces):  # deltas are held in memory whole
+            delta = delta.joined()
         with self._key_lock(key):
             entry = self._require(key)
             current = entry.snapshot or self._load(entry)

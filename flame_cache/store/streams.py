@@ -6,25 +6,32 @@ the same batches, so they are made here, once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 
 from flame_cache.store.objects import (
+    Body,
     Kind,
+    Pieces,
     Read,
     ReadMode,
     Row,
     RowKind,
     binary_cell,
+    binary_cells,
     cells_as_buffers,
     is_opaque_schema,
-    join_buffers,
 )
 
 LARGE_CELL = 2**31 - 1
+FULL = "full"  # the key of a full read in `Snapshot.responses`
+PATCH_BATCH_BYTES = 4 * 1024 * 1024  # patch rows share a batch up to this much data
 
 
+@functools.cache
 def response_schema(*, large: bool = False) -> pa.Schema:
     """`version: uint64, kind: utf8, data: binary`, all non-null (SPEC 4.2)."""
     return pa.schema(
@@ -36,32 +43,83 @@ def response_schema(*, large: bool = False) -> pa.Schema:
     )
 
 
-def payload_from_table(table: pa.Table) -> pa.Buffer | pa.Table:
-    """An upload as the store keeps it: opaque rows become one byte buffer
-    (their `data` cells joined in order; `version` cells are ignored), any
-    other schema stays a native table."""
+def payload_from_table(table: pa.Table) -> Body | pa.Table:
+    """An upload as the store takes it: opaque rows become their `data`
+    cells in order, as one buffer or as `Pieces` (not joined: no copy);
+    `version` cells are ignored. Any other schema stays a native table."""
     if not is_opaque_schema(table.schema):
         return table
-    chunks = [buf for chunk in table.column("data").chunks for buf in cells_as_buffers(chunk)]
-    return join_buffers(chunks) if chunks else pa.py_buffer(b"")
+    chunks = [buf for chunk in table.column("data").chunks for buf in cells_as_buffers(chunk) if buf.size]
+    if len(chunks) > 1:
+        return Pieces(tuple(chunks))
+    return chunks[0] if chunks else pa.py_buffer(b"")
 
 
-def read_stream(read: Read, *, chunk_size: int | None = None) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The schema and batches that answer `read`.
+def read_stream(read: Read, *, chunk_size: int | None = None) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    """The schema and batches that answer `read` (batched by `row_groups`).
 
-    One batch per row, so a large base is sent straight from its (memory
-    mapped) buffer. With `chunk_size`, the base goes out as several `base`
-    rows of at most that many bytes each (patches stay whole): the chunked
-    ticket form.
+    With `chunk_size`, the base goes out as several `base` rows of at most
+    that many bytes each: the chunked ticket form.
     """
     snapshot = read.snapshot
     if snapshot.kind is Kind.TABLE and read.mode is ReadMode.FULL:
         table = snapshot.base
-        return table.schema, iter(table.to_batches())
+        return table.schema, table.to_batches()
     rows = read.rows if chunk_size is None else tuple(_split_base(read.rows, chunk_size))
     large = any(row.data.size > LARGE_CELL for row in rows)
     schema = response_schema(large=large)
-    return schema, (_row_batch(schema, row, large) for row in rows)
+    return schema, [rows_batch(schema, group, large) for group in row_groups(rows)]
+
+
+def response_table(read: Read, *, chunk_size: int | None = None) -> pa.Table:
+    """`read_stream` as one table. A full read's table is kept with its
+    snapshot, so repeated gets of an object do no Python work per row."""
+    cacheable = read.mode is ReadMode.FULL and chunk_size is None
+    if cacheable and (table := read.snapshot.responses.get(FULL)) is not None:
+        return table
+    schema, batches = read_stream(read, chunk_size=chunk_size)
+    table = pa.Table.from_batches(batches, schema=schema)
+    if cacheable:
+        read.snapshot.responses[FULL] = table
+    return table
+
+
+class _RowLike(Protocol):
+    kind: RowKind
+    data: pa.Buffer | None  # None only for a base row
+
+
+_RowT = TypeVar("_RowT", bound=_RowLike)
+
+
+def row_groups(rows: Iterable[_RowT]) -> Iterator[tuple[_RowT, ...]]:
+    """Rows as they share batches: a base row alone, so its cell goes out
+    straight from its (memory-mapped) buffer; consecutive patch rows together,
+    up to PATCH_BATCH_BYTES of data, so a patch-only read of 100 small deltas
+    is one message rather than 100. Both protocols batch this way."""
+    group: list[_RowT] = []
+    size = 0
+    for row in rows:
+        if group and (row.kind is RowKind.BASE or size + row.data.size > PATCH_BATCH_BYTES):
+            yield tuple(group)
+            group, size = [], 0
+        if row.kind is RowKind.BASE:
+            yield (row,)
+        else:
+            group.append(row)
+            size += row.data.size
+    if group:
+        yield tuple(group)
+
+
+def rows_batch(schema: pa.Schema, rows: Sequence[Row], large: bool) -> pa.RecordBatch:
+    """One batch of `rows`; a single row's cell is not copied."""
+    cells = [row.data for row in rows]
+    data = binary_cell(cells[0], large=large) if len(cells) == 1 else binary_cells(cells, large=large)
+    return pa.record_batch(
+        [pa.array([r.version for r in rows], pa.uint64()), pa.array([r.kind.value for r in rows], pa.utf8()), data],
+        schema=schema,
+    )
 
 
 def _split_base(rows: tuple[Row, ...], chunk_size: int) -> Iterator[Row]:
@@ -71,14 +129,3 @@ def _split_base(rows: tuple[Row, ...], chunk_size: int) -> Iterator[Row]:
             continue
         for start in range(0, row.data.size, chunk_size):
             yield Row(row.version, row.kind, row.data.slice(start, min(chunk_size, row.data.size - start)))
-
-
-def _row_batch(schema: pa.Schema, row: Row, large: bool) -> pa.RecordBatch:
-    return pa.record_batch(
-        [
-            pa.array([row.version], pa.uint64()),
-            pa.array([row.kind.value], pa.utf8()),
-            binary_cell(row.data, large=large),
-        ],
-        schema=schema,
-    )
