@@ -238,9 +238,9 @@ def startup_lines(startup: dict | None) -> str:
     logged = startup.get("index_scan_s_logged")
     return (
         f"start-up with {startup['objects']:,} objects of {startup['object_bytes']} B on disk: first get answered "
-        f"after {startup['first_get_s']:.2f} s (median of {startup['repeats']}; empty server "
+        f"after {startup['first_get_s']:.2f} s (median of {startup['repeats']}; one-object server "
         f"{startup['empty_first_get_s']:.2f} s; index scan logged {logged if logged is None else f'{logged:.2f}'} s)\n"
-        f"index memory: RSS {startup['rss_full'] / 2**20:,.0f} MiB vs {startup['rss_empty'] / 2**20:,.0f} MiB empty "
+        f"index memory: RSS {startup['rss_full'] / 2**20:,.0f} MiB vs {startup['rss_empty'] / 2**20:,.0f} MiB with one object "
         f"= {startup['index_bytes_per_object']:,.0f} B/object"
     )
 

@@ -123,5 +123,7 @@ class Selector(_Path):
             text = text[: -len(WILDCARD) - 1]
         return cls(_segments(text, "selector", (1, 2, 3), "a key, a namespace or 'app/*'"))
 
-    def covers(self, key: ObjectKey) -> bool:
-        return key.segments[: len(self.segments)] == self.segments
+    def covers(self, key: ObjectKey | tuple[str, ...]) -> bool:
+        """True for a key (or a key's segments) at or below this selector."""
+        segments = key if isinstance(key, tuple) else key.segments
+        return segments[: len(self.segments)] == self.segments

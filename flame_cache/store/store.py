@@ -46,14 +46,27 @@ _STRIPES = 64
 
 
 class _Entry:
-    """An indexed object. `info` is None until its file was first read."""
+    """An indexed object. `info` is None until its file was first read.
 
-    __slots__ = ("key", "info", "snapshot")
+    Start-up indexes every object on disk, so an entry is kept small (index
+    memory is a target: under 300 bytes an object): it holds its key as the
+    one string that is also its index key, and makes the ObjectKey on use.
+    """
 
-    def __init__(self, key: ObjectKey) -> None:
-        self.key = key
+    __slots__ = ("name", "info", "snapshot")
+
+    def __init__(self, key: ObjectKey | str) -> None:
+        self.name = key if isinstance(key, str) else str(key)
         self.info: ObjectInfo | None = None
         self.snapshot: Snapshot | None = None
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(tuple(self.name.split("/")))
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.name.split("/"))
 
 
 class Store:
@@ -185,8 +198,8 @@ class Store:
             raise InvalidArgument(f"cursor {shorten(after)} is not a key (pass next_cursor as it came): {exc}") from None
         with self._lock:
             entries = sorted(
-                (e for e in self._entries.values() if selector.covers(e.key) and e.key.segments > after_segments),
-                key=lambda e: e.key.segments,
+                (e for e in self._entries.values() if selector.covers(e.segments) and e.segments > after_segments),
+                key=lambda e: e.segments,
             )
         page: list[ObjectInfo] = []
         for entry in entries:
@@ -203,7 +216,7 @@ class Store:
         """Namespaces (a key without its object id) and their object counts."""
         selector = Selector.parse(selector_text, allow_all=True)
         with self._lock:
-            counts = Counter("/".join(e.key.segments[:-1]) for e in self._entries.values() if selector.covers(e.key))
+            counts = Counter(e.name.rpartition("/")[0] for e in self._entries.values() if selector.covers(e.segments))
         return sorted(counts.items())
 
     def usage(self) -> dict[str, int]:
@@ -309,7 +322,7 @@ class Store:
 
     def _install_info(self, entry: _Entry, info: ObjectInfo) -> None:
         """Install an object whose data is only on disk (read on demand)."""
-        name = str(entry.key)
+        name = entry.name
         with self._lock:
             self._entries[name] = entry
             entry.info = info
@@ -369,7 +382,7 @@ class Store:
             for key in self.layout.scan(selector.segments):
                 self._find(key)
         with self._lock:
-            keys = [e.key for e in self._entries.values() if selector.covers(e.key)]
+            keys = [e.key for e in self._entries.values() if selector.covers(e.segments)]
         deleted = sum(self._delete_one(key) for key in keys)
         if self.layout is not None and selector.segments:
             self.layout.prune_empty_dirs(selector.segments[:2])
@@ -399,7 +412,7 @@ class Store:
             if entry is not None:
                 with self._lock:
                     entry.snapshot = entry.info = None
-                    self._lru.remove(str(entry.key))
+                    self._lru.remove(entry.name)
             raise
 
     # -- reads -----------------------------------------------------------
@@ -496,7 +509,7 @@ class Store:
         return Snapshot(str(key), base_version + len(deltas), base_version, stored.data, deltas, updated)
 
     def _install(self, entry: _Entry, snapshot: Snapshot) -> None:
-        name = str(entry.key)
+        name = entry.name
         with self._lock:
             self._entries[name] = entry
             entry.info = snapshot.info()
@@ -521,15 +534,16 @@ class Store:
 
     def _forget(self, entry: _Entry) -> None:
         with self._lock:
-            if self._entries.get(str(entry.key)) is entry:
-                del self._entries[str(entry.key)]
-            self._lru.remove(str(entry.key))
+            if self._entries.get(entry.name) is entry:
+                del self._entries[entry.name]
+            self._lru.remove(entry.name)
 
     def _index_disk(self) -> None:
         assert self.layout is not None
         started = time.monotonic()
         for key in self.layout.scan(tidy=True):
-            self._entries[str(key)] = _Entry(key)
+            name = str(key)
+            self._entries[name] = _Entry(name)
         log.info(
             "indexed %d object(s) in %s in %.2fs",
             len(self._entries),
@@ -562,13 +576,13 @@ class Store:
             if entry.snapshot is not None or self.layout.find_damage(entry.key) is None:
                 continue
             with self._key_lock(entry.key):
-                if entry.snapshot is not None or self._entries.get(str(entry.key)) is not entry:
+                if entry.snapshot is not None or self._entries.get(entry.name) is not entry:
                     continue
                 problem = self.layout.find_damage(entry.key)
                 if problem is None:
                     continue
                 self._set_aside(entry, problem)
-            damaged.append(str(entry.key))
+            damaged.append(entry.name)
         return damaged
 
     def _check_disk_logged(self) -> None:
