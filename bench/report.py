@@ -230,6 +230,26 @@ def targets_table(targets: list[dict], markdown: bool = False) -> str:
     return _table(header, lines, markdown)
 
 
+def disk_table(rows: list[dict], floors: list[dict], markdown: bool = False) -> str:
+    """1-client puts against the bare server plus the disk floor (bench/diskfloor.py):
+    limit ops/s = 1 / (1 / bare ops/s + one floor write)."""
+    by_size = {floor["size"]: floor["seconds"] for floor in floors}
+    header = ["row", "bare ms/op", "disk floor ms", "limit ops/s", "flight ops/s", "flight / limit"]
+    lines = []
+    for row in rows:
+        bare, flight = row["results"].get("bare", {}), row["results"].get("flight", {})
+        floor = by_size.get(row["size"])
+        if row["workload"] != "put" or row["clients"] != 1 or floor is None or "ops_s" not in bare:
+            continue
+        limit = 1 / (1 / bare["ops_s"] + floor)
+        ratio = flight["ops_s"] / limit if "ops_s" in flight else None
+        lines.append([
+            row["id"], _fmt(1e3 / bare["ops_s"], 3), _fmt(floor * 1e3, 3), _fmt(limit),
+            _fmt(flight.get("ops_s")), _fmt(ratio, 2),
+        ])  # fmt: skip
+    return _table(header, lines, markdown) if lines else ""
+
+
 def startup_lines(startup: dict | None) -> str:
     if not startup:
         return ""
@@ -240,8 +260,8 @@ def startup_lines(startup: dict | None) -> str:
         f"start-up with {startup['objects']:,} objects of {startup['object_bytes']} B on disk: first get answered "
         f"after {startup['first_get_s']:.2f} s (median of {startup['repeats']}; one-object server "
         f"{startup['empty_first_get_s']:.2f} s; index scan logged {logged if logged is None else f'{logged:.2f}'} s)\n"
-        f"index memory: RSS {startup['rss_full'] / 2**20:,.0f} MiB vs {startup['rss_empty'] / 2**20:,.0f} MiB with one object "
-        f"= {startup['index_bytes_per_object']:,.0f} B/object"
+        f"index memory: RSS {startup['rss_full'] / 2**20:,.0f} MiB vs {startup['rss_empty'] / 2**20:,.0f} MiB "
+        f"with one object = {startup['index_bytes_per_object']:,.0f} B/object"
     )
 
 
@@ -271,6 +291,9 @@ def text_report(result: dict, markdown: bool = False) -> str:
             h(f"memory: put {size_label(m['size'])}, then get it to {m['readers']} concurrent readers")
             + memory_table(m, markdown)
         )
+    disk = disk_table(result["rows"], result.get("disk_floor") or [], markdown)
+    if disk:
+        parts.append(h("puts against the transport plus the disk (bench/diskfloor.py)") + disk)
     if result.get("startup"):
         parts.append(h("start-up") + startup_lines(result["startup"]))
     parts.append(h("targets (flame-cache over Flight)") + targets_table(result["targets"], markdown))

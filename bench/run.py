@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from bench import procmem, report, startup
+from bench import diskfloor, procmem, report, startup
 from bench.report import parse_size, size_label
 from bench.servers import (
     REDIS_HINT,
@@ -337,6 +337,17 @@ class Bench:
             cache.stop()
 
 
+def measure_disk_floor(bench: Bench, workdir: Path, progress: Progress) -> list[dict]:
+    """`bench.diskfloor` for every 1-client put size (see that module)."""
+    floors = []
+    for spec in bench.rows:
+        if spec.workload == "put" and spec.clients == 1:
+            floor = diskfloor.measure(workdir / "disk-floor", spec.size, spec.min_time or 0.5, spec.repeats)
+            progress(f"disk floor {report.size_label(spec.size)}: {floor['seconds'] * 1e3:.3f} ms a write")
+            floors.append(floor)
+    return floors
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     progress = Progress()
@@ -374,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, pool, workdir, progress)
     bench.memory = {"size": memory_size, "readers": args.memory_readers} if not args.skip_memory else {}
     startup_result = None
+    disk_floor: list[dict] = []
     try:
         if "bare" in wanted:
             bench.section("bare", BareFlight(workdir, args.bare_as_uploaded), memory=not args.skip_memory)
@@ -393,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             bench.mark("redis", "not selected (--servers)")
+        if "bare" in wanted and "flight" in wanted:
+            disk_floor = measure_disk_floor(bench, workdir, progress)
         if not args.skip_startup and "flight" in wanted:
             try:
                 startup_result = startup.measure(workdir, startup_objects, 2 if args.quick else 3, progress)
@@ -423,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "memory": bench.memory,
         "startup": startup_result,
+        "disk_floor": disk_floor,
     }
     result["targets"] = report.evaluate_targets(rows, bench.memory, startup_result)
 

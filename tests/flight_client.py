@@ -20,7 +20,6 @@ VERSION = b"flame.cache.version"
 MiB = 1 << 20
 
 
-
 def opaque(data: bytes, *, row_bytes: int | None = None, version: int = 0, data_type=pa.binary()) -> pa.Table:
     """flamepy's upload shape: `version: uint64, data: binary`, optionally in several rows."""
     step = row_bytes or max(len(data), 1)

@@ -105,7 +105,7 @@ def test_writers_on_both_protocols_get_every_version_once_and_readers_see_whole_
             for i, address in enumerate((flight_at, http_at))
         ]
         # threads: two per protocol, and one streaming HTTP replaces over 4 MiB (a temporary
-        # file written without the key's lock, restamped if another write lands meanwhile)
+        # file written without the key's lock, framed with its version under it)
         plans = [(flight_at, 100, {}), (http_at, 100, {}), (flight_at, 100, {}), (http_at, 100, {})]
         plans.append((http_at, 6, dict(sizes=(STREAMED + 1, STREAMED + 64 * 1024), patches=0.0)))
         in_threads: list[list] = [[] for _ in plans]

@@ -385,7 +385,7 @@ def test_http_is_off_when_its_endpoint_is_empty(tmp_path: Path) -> None:
 def test_a_write_landing_during_a_streamed_upload_gets_its_own_version(server: CacheServer, http: httpx.Client) -> None:
     """The upload streams to a temporary file without the key's lock; a write
     that lands meanwhile takes the next version, and the upload the one after
-    (restamped in the file, so a restart still knows it)."""
+    (framed into the file under the key's lock, so a restart still knows it)."""
     release = threading.Event()
     big = b"B" * (6 * 2**20)  # over one 4 MiB row: streamed
 

@@ -31,18 +31,6 @@ from tests.flight_client import (
 # -- helpers ---------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def listing(client, criteria: bytes = b"") -> dict[str, dict]:
     return {
         "/".join(p.decode() for p in info.descriptor.path): json.loads(info.app_metadata)

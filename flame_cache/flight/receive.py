@@ -9,38 +9,75 @@ would replace a whole object.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.store.limits import WriteLimits
-from flame_cache.store.objects import Body, cells_as_buffers, is_opaque_schema
+from flame_cache.store.objects import cells_as_buffers, is_opaque_schema
+from flame_cache.store.store import Upload
 from flame_cache.store.streams import payload_from_table
+from flame_cache.store.uploads import STREAM_BYTES
 
 log = logging.getLogger(__name__)
 
 
 def receive(
-    context: flight.ServerCallContext, reader: flight.MetadataRecordBatchReader, target: str, limits: WriteLimits
-) -> Body | pa.Table:
+    context: flight.ServerCallContext,
+    reader: flight.MetadataRecordBatchReader,
+    target: str,
+    limits: WriteLimits,
+    *,
+    stream: bool,
+) -> Upload:
     """The upload's payload (SPEC 4.1), read batch by batch; over the maximum
-    object size it is refused at once, without reading the rest."""
+    object size it is refused at once, without reading the rest.
+
+    With `stream`, opaque rows past STREAM_BYTES come back as their cells
+    while they still arrive: the store writes each to disk as it comes, so
+    the network and the disk work at once and the body never sits whole in
+    memory. Whatever consumes them gets FlightCancelledError at the end if
+    the client went away, and stores nothing.
+    """
     schema = reader.schema
     opaque = is_opaque_schema(schema)
-    batches: list[pa.RecordBatch] = []
-    received = 0
+    batches = _checked(context, reader, target, limits, opaque)
+    head: list[pa.RecordBatch] = []
+    for batch, received in batches:
+        head.append(batch)
+        if stream and opaque and received > STREAM_BYTES:
+            rest = (batch for batch, _ in batches)
+            return (cell for batch in itertools.chain(head, rest) for cell in _cells(batch))
+    return payload_from_table(pa.Table.from_batches(head, schema=schema))
+
+
+def _checked(
+    context: flight.ServerCallContext,
+    reader: flight.MetadataRecordBatchReader,
+    target: str,
+    limits: WriteLimits,
+    opaque: bool,
+) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """The batches and the bytes received so far; raises if the client left."""
+    received = count = 0
     for chunk in reader:
         batch = chunk.data
         if batch is None:  # a message with app_metadata only
             continue
         received += payload_bytes(batch, opaque)
         limits.check_upload(target, received)
-        batches.append(batch)
+        count += 1
+        yield batch, received
     if context.is_cancelled():
-        log.warning("DoPut to %r: the client went away after %d batch(es); nothing stored", target, len(batches))
+        log.warning("DoPut to %r: the client went away after %d batch(es); nothing stored", target, count)
         raise flight.FlightCancelledError(f"the upload to {target!r} was cut off by the client; nothing was stored")
-    return payload_from_table(pa.Table.from_batches(batches, schema=schema))
+
+
+def _cells(batch: pa.RecordBatch) -> list[pa.Buffer]:
+    return [cell for cell in cells_as_buffers(batch.column(1)) if cell.size]
 
 
 def payload_bytes(batch: pa.RecordBatch, opaque: bool) -> int:

@@ -299,7 +299,7 @@ async def create_object(namespace: str, request: Request, ctx: Context = Depends
     Namespace.parse(namespace)
     kind, check = body_kind(request, ctx.store.write_limits, f"{namespace}/<new>")
     info = await with_body(
-        request, lambda chunks: ctx.store.create_stream(namespace, upload_payload(kind, chunks)), check
+        request, lambda chunks: ctx.store.create(namespace, upload_payload(kind, chunks)), check
     )
     return _ref(ctx, info, 201)
 

@@ -1,7 +1,7 @@
 """Where an opaque IPC file keeps its cells, found without reading the data.
 
-A large base must be streamed (HTTP downloads, Range requests) and a streamed
-upload's version cells restamped, without mapping or loading the whole file:
+A large base must be streamed (HTTP downloads, Range requests) without
+mapping or loading the whole file:
 the pages of a memory map count towards the process's RSS once touched. So
 the file is memory-mapped only to let pyarrow parse its metadata; the data
 buffers it hands back are never read, their addresses only turned into file
@@ -37,7 +37,6 @@ class FileCells:
     """
 
     version: int
-    version_cells: tuple[int, ...]  # file offsets of each row's uint64 version
     data: tuple[Cell, ...]
 
     @property
@@ -61,7 +60,6 @@ def locate_cells(path: Path | str) -> FileCells | None:
         start = source.read_buffer(1).address  # zero-copy slice: the address of file offset 0
         end = start + source.size()
         version = 0
-        version_cells: list[int] = []
         data: list[Cell] = []
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
@@ -74,14 +72,12 @@ def locate_cells(path: Path | str) -> FileCells | None:
             first = version_buffer.address + versions.offset * VERSION_CELL_BYTES
             if not (start <= first and first + batch.num_rows * VERSION_CELL_BYTES <= end):
                 return None
-            if versions.null_count == 0:
-                version_cells.extend(first - start + row * VERSION_CELL_BYTES for row in range(batch.num_rows))
             for buffer in cells_as_buffers(batch.column(1)):
                 if buffer.size == 0:
                     continue
                 if not (start <= buffer.address and buffer.address + buffer.size <= end):
                     return None
                 data.append(Cell(buffer.address - start, buffer.size))
-        return FileCells(version, tuple(version_cells), tuple(data))
+        return FileCells(version, tuple(data))
     finally:
         source.close()

@@ -13,6 +13,7 @@ Reads memory-map the file: a get does not copy the object.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import re
@@ -38,7 +39,7 @@ from flame_cache.store.objects import (
     join_buffers,
 )
 from flame_cache.store.rename import replace_file
-from flame_cache.store.splice import Splice, SplicingFile
+from flame_cache.store.splice import FramingFile, Splice, SplicingFile
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ SUFFIX = ".arrow"
 DELTAS_SUFFIX = ".deltas"
 TEMP_MARK = ".tmp-"
 QUARANTINE = ".quarantine"
+SMALL_FILE_BYTES = 256 * 1024  # files up to about this size are framed in memory, then written at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +123,11 @@ class Layout:
     def _write_temp(self, key: ObjectKey, path: Path, version: int, data: Body | pa.Table) -> Path:
         temp = self.temp_path(path)
         try:
-            with self.create_file(temp) as sink:
-                _write_ipc(sink, version, data)
+            if isinstance(data, pa.Buffer) and data.size <= SMALL_FILE_BYTES:
+                self._write_small(temp, version, data)
+            else:
+                with self.create_file(temp) as sink:
+                    _write_ipc(sink, version, data)
             self.flush(temp)
         except BaseException as exc:
             self.discard(temp)
@@ -132,6 +137,14 @@ class Layout:
                 raise InvalidArgument(f"object {str(key)!r} cannot be stored as an Arrow IPC file: {exc}") from exc
             raise
         return temp
+
+    def _write_small(self, temp: Path, version: int, data: pa.Buffer) -> None:
+        """A small file framed in memory and written with one call: pyarrow
+        writing to the file itself makes a system call per IPC part."""
+        sink = pa.BufferOutputStream()
+        _write_opaque(sink, version, data)
+        with self.create_file(temp) as file:
+            file.write(sink.getvalue())
 
     def _rename(self, key: ObjectKey, temp: Path, path: Path) -> None:
         renamed = False
@@ -156,10 +169,23 @@ class Layout:
 
     def create_file(self, path: Path) -> pa.NativeFile:
         """Open a new file for writing, making its folders; a concurrent
-        delete cannot prune them before the file is in place."""
+        delete cannot prune them before the file is in place. The folder
+        usually exists: then no lock is needed, as a prune cannot remove a
+        folder with a file in it (with fsync the lock also waits out another
+        writer's flush of a folder it just made)."""
+        if not self.fsync:
+            try:
+                return pa.OSFile(str(path), "wb")
+            except FileNotFoundError:
+                pass
         with self._folders:
             self._make_dirs(path.parent)
             return pa.OSFile(str(path), "wb")
+
+    def create_raw_file(self, path: Path) -> int:
+        """`create_file`, as a descriptor for positional reads and writes."""
+        self.create_file(path).close()
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
 
     def _make_dirs(self, folder: Path) -> None:
         """`mkdir -p`; with fsync, each new folder's parent is flushed too, or
@@ -365,18 +391,42 @@ def _write_ipc(sink: pa.NativeFile, version: int, data: Body | pa.Table) -> None
     if isinstance(data, pa.Table):  # stamped with its version by the store
         with pa.ipc.new_file(sink, data.schema) as writer:
             writer.write_table(data)
-        return
-    splice = None
-    if isinstance(data, Pieces):  # one cell, written piece by piece
+    elif isinstance(data, Pieces):  # one cell, written piece by piece
         splice = Splice(data.size)
-        sink = SplicingFile(sink, splice, data.buffers)
-    cell = binary_cell(data if splice is None else splice.buffer)
-    schema = pa.schema([("version", pa.uint64()), ("data", cell.type)])
+        _write_opaque(SplicingFile(sink, splice, data.buffers), version, splice.buffer)
+        splice.check_used()
+    else:
+        _write_opaque(sink, version, data)
+
+
+def _write_opaque(sink: pa.NativeFile | SplicingFile | FramingFile, version: int, data: pa.Buffer) -> None:
+    """A one-row opaque file: `version: uint64, data: binary` (large_binary from 2 GiB)."""
+    cell = binary_cell(data)
+    schema = _opaque_schema(cell.type)
     batch = pa.record_batch([pa.array([version], pa.uint64()), cell], schema=schema)
     with pa.ipc.new_file(sink, schema) as writer:
         writer.write_batch(batch)
-    if splice is not None:
-        splice.check_used()
+
+
+@functools.cache
+def _opaque_schema(data_type: pa.DataType) -> pa.Schema:
+    return pa.schema([("version", pa.uint64()), ("data", data_type)])
+
+
+def opaque_frame(version: int, size: int) -> tuple[bytes, bytes]:
+    """What a one-row opaque file holds before and after its `size`-byte data
+    cell (size > 0): so a cell written first can be framed once complete."""
+    splice = Splice(size)
+    sink = FramingFile(splice)
+    _write_opaque(sink, version, splice.buffer)
+    splice.check_used()
+    return sink.head, sink.tail
+
+
+@functools.cache
+def data_offset() -> int:
+    """Where the data cell of a one-row opaque file under 2 GiB begins."""
+    return len(opaque_frame(1, 1)[0])
 
 
 ARROW_MAGIC = b"ARROW1"

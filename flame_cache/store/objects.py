@@ -8,6 +8,7 @@ immutable, so a reader holding one can never see a torn write.
 from __future__ import annotations
 
 import itertools
+import struct
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -22,6 +23,7 @@ FORMAT_TABLE = b"arrow-table-v1"
 
 OPAQUE_FIELDS = ("version", "data")
 MAX_VERSION = 2**64 - 1  # versions are uint64 cells
+_BINARY, _LARGE_BINARY = pa.binary(), pa.large_binary()
 
 
 class Kind(str, Enum):
@@ -62,10 +64,11 @@ def cells_as_buffers(column: pa.Array) -> list[pa.Buffer]:
     data = column.buffers()[2]
     if data is None:
         return []
-    offset_type = pa.int64() if column.type == pa.large_binary() else pa.int32()
-    offsets = pa.Array.from_buffers(
-        offset_type, len(column) + 1, [None, column.buffers()[1]], offset=column.offset
-    ).to_pylist()
+    large = column.type == pa.large_binary()
+    width = 8 if large else 4
+    end = column.offset + len(column) + 1
+    # the offsets read in place (little-endian, as Arrow writes them here): no Python list of them
+    offsets = memoryview(column.buffers()[1])[column.offset * width : end * width].cast("q" if large else "i")
     if column.null_count == 0:
         return [data.slice(offsets[0], offsets[-1] - offsets[0])]
     valid = column.is_valid().to_pylist()
@@ -107,9 +110,8 @@ def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
     """A one-element binary array over `data`, without copying it."""
     if large is None:
         large = data.size >= 2**31
-    offset_type = pa.int64() if large else pa.int32()
-    offsets = pa.array([0, data.size], type=offset_type).buffers()[1]
-    return pa.Array.from_buffers(pa.large_binary() if large else pa.binary(), 1, [None, offsets, data])
+    offsets = pa.py_buffer(struct.pack("<qq" if large else "<ii", 0, data.size))
+    return pa.Array.from_buffers(_LARGE_BINARY if large else _BINARY, 1, [None, offsets, data])
 
 
 def binary_cells(cells: list[pa.Buffer], *, large: bool) -> pa.Array:

@@ -70,3 +70,35 @@ class SplicingFile:
 
     def writable(self) -> bool:
         return True
+
+
+class FramingFile:
+    """A sink for `pa.ipc.new_file` that keeps what pyarrow writes around the
+    stand-in of `splice`: `head` before it, `tail` after (the cell itself is
+    written elsewhere)."""
+
+    closed = False
+
+    def __init__(self, splice: Splice) -> None:
+        self.splice = splice
+        self._parts: tuple[list[bytes], list[bytes]] = ([], [])
+
+    def write(self, data) -> int:  # noqa: ANN001 (bytes or pa.Buffer, as pyarrow passes them)
+        if self.splice.matches(data):
+            return self.splice.size
+        self._parts[self.splice.used].append(bytes(data))
+        return len(data)
+
+    @property
+    def head(self) -> bytes:
+        return b"".join(self._parts[0])
+
+    @property
+    def tail(self) -> bytes:
+        return b"".join(self._parts[1])
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True

@@ -37,12 +37,14 @@ from flame_cache.store.eviction import Limits, LruTracker
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Body, Kind, ObjectInfo, Pieces, Snapshot, stamp_table
-from flame_cache.store.uploads import ROW_BYTES, BaseUpload, collect, read_head
+from flame_cache.store.uploads import STREAM_BYTES, BaseUpload, Chunk, collect, read_head
 from flame_cache.store.views import FileBlob, ObjectView
 
 log = logging.getLogger(__name__)
 
 _STRIPES = 64
+
+Upload = Body | pa.Table | Iterable[Chunk]  # a base in memory, or in chunks as it arrives
 
 
 class _Entry:
@@ -100,13 +102,14 @@ class Store:
 
     # -- writes ----------------------------------------------------------
 
-    def put(self, target: str, data: Body | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
+    def put(self, target: str, data: Upload, *, expect_version: int | None = None) -> ObjectInfo:
         """Create or replace (SPEC 4.1).
 
         `target` is a key (replaced if it exists, a 3-segment key is created
         as named) or a namespace (a new object with a fresh id). With
         `expect_version`, the write happens only if the object is at that
-        version now (0: only if it does not exist).
+        version now (0: only if it does not exist). `data` in chunks is
+        streamed to disk when long (`put_stream`).
         """
         parts = target.split("/") if isinstance(target, str) else []
         if len(parts) == 2 and self._find(ObjectKey.parse(target)) is None or len(parts) == 1:
@@ -116,16 +119,21 @@ class Store:
                 f"{target!r} has {len(parts)} segments; expected a namespace ('session', 'app/session') "
                 "or a key ('app/session/object')"
             )
-        return self._write_base(ObjectKey.parse(target), data, expect_version, must_exist=False)
+        return self._write(ObjectKey.parse(target), data, expect_version, must_exist=False)
 
-    def create(self, namespace_text: str, data: Body | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
+    def create(self, namespace_text: str, data: Upload, *, expect_version: int | None = None) -> ObjectInfo:
         """A new object with a fresh uuid4 id in a namespace."""
         key = Namespace.parse(namespace_text).new_key()
-        return self._write_base(key, data, expect_version, must_exist=False)
+        return self._write(key, data, expect_version, must_exist=False)
 
-    def replace(self, key_text: str, data: Body | pa.Table, *, expect_version: int | None = None) -> ObjectInfo:
+    def replace(self, key_text: str, data: Upload, *, expect_version: int | None = None) -> ObjectInfo:
         """Replace an object that must exist (the seed's UPDATE)."""
-        return self._write_base(ObjectKey.parse(key_text), data, expect_version, must_exist=True)
+        return self._write(ObjectKey.parse(key_text), data, expect_version, must_exist=True)
+
+    def _write(self, key: ObjectKey, data: Upload, expect_version: int | None, must_exist: bool) -> ObjectInfo:
+        if isinstance(data, (pa.Buffer, Pieces, pa.Table)):
+            return self._write_base(key, data, expect_version, must_exist=must_exist)
+        return self._put_stream(key, data, expect_version, must_exist)
 
     # -- streamed writes and bounded reads (the HTTP mirror) ---------------
     #
@@ -136,25 +144,20 @@ class Store:
     def put_stream(
         self,
         key_text: str,
-        data: Iterable[bytes] | pa.Table,
+        data: Upload,
         *,
         expect_version: int | None = None,
         must_exist: bool = False,
     ) -> ObjectInfo:
-        """Create or replace exactly `key_text` (2 or 3 segments) from chunks.
+        """Create or replace exactly `key_text` (2 or 3 segments), from chunks.
 
-        A body up to `ROW_BYTES` is written as `put` writes it; a larger one
-        is streamed into a temporary file without holding the key's lock,
-        which is taken only to check the version and rename the file in.
-        `expect_version` as in `put`; `must_exist` makes it a replace. Past
-        the maximum object size: ObjectTooLarge at once, nothing stored.
+        A body up to `STREAM_BYTES` is written as `put` writes it; a longer
+        one is streamed into a temporary file without holding the key's lock,
+        which is taken only to check the version, frame the file and rename
+        it in. `expect_version` as in `put`; `must_exist` makes it a replace.
+        Past the maximum object size: ObjectTooLarge at once, nothing stored.
         """
-        return self._put_stream(ObjectKey.parse(key_text), data, expect_version, must_exist)
-
-    def create_stream(self, namespace_text: str, data: Iterable[bytes] | pa.Table) -> ObjectInfo:
-        """A new object with a fresh uuid4 id in a namespace, from chunks."""
-        key = Namespace.parse(namespace_text).new_key()
-        return self._put_stream(key, data, None, False)
+        return self._write(ObjectKey.parse(key_text), data, expect_version, must_exist)
 
     def patch_stream(self, key_text: str, chunks: Iterable[bytes], *, expect_version: int | None = None) -> ObjectInfo:
         """`patch`, from chunks, only if the object is at `expect_version` (if given).
@@ -238,30 +241,22 @@ class Store:
         return {**stats, "stored_bytes": stored}
 
     def _put_stream(
-        self,
-        key: ObjectKey,
-        data: Iterable[bytes] | pa.Table,
-        expect_version: int | None,
-        must_exist: bool,
+        self, key: ObjectKey, data: Iterable[Chunk], expect_version: int | None, must_exist: bool
     ) -> ObjectInfo:
-        if isinstance(data, pa.Table):
-            return self._write_base(key, data, expect_version, must_exist=must_exist)
         chunks = iter(data)
         check = functools.partial(self.write_limits.check_size, str(key))
-        head, ended = read_head(chunks, ROW_BYTES, check)
+        head, ended = read_head(chunks, STREAM_BYTES, check)
         if ended or self.layout is None:
             body = collect(itertools.chain(head, chunks), check)
             return self._write_base(key, body, expect_version, must_exist=must_exist)
-        planned = self._check_version(key, expect_version, must_exist) + 1  # fail before the upload
-        with BaseUpload(self.layout, key, planned, check) as upload:
+        self._check_version(key, expect_version, must_exist)  # fail before the upload
+        with BaseUpload(self.layout, key, check) as upload:
             upload.write(itertools.chain(head, chunks))
-            upload.finish()
             with self._key_lock(key):
-                current = self._check_version(key, expect_version, must_exist)
-                if current + 1 != upload.version:
-                    upload.restamp(current + 1)  # another write landed during the upload
+                current = self._check_version(key, expect_version, must_exist)  # a write may have landed
+                upload.finish(current + 1)
                 upload.install(fresh=current == 0)
-                info = ObjectInfo(str(key), upload.version, 0, upload.size, Kind.OPAQUE, time.time())
+                info = ObjectInfo(str(key), current + 1, 0, upload.size, Kind.OPAQUE, time.time())
                 self._install_info(self._find(key) or _Entry(key), info)
         log.debug("wrote %s version %d (%d bytes, streamed)", key, info.version, info.size)
         return info

@@ -2,11 +2,14 @@
 
 The body goes straight into a hidden temporary file beside its target
 (`.<name>.arrow.tmp-<hex>`, the layout's own temporary names, which a
-restart removes), as rows of at most `ROW_BYTES`: an opaque IPC file of SPEC
-2 with several rows, whose base is their `data` cells joined. The file is
-written with the version the upload expects to get; if another write to the
-key lands first, the version cells are rewritten in place (8 bytes a row)
-before the file is renamed over the target. The rename and the clearing of
+restart removes), as it arrives: each chunk is written where the data cell
+of a one-row opaque IPC file begins (`data_offset`), so the file ends up as
+the same one-cell file `Layout.write_base` writes, and a get maps its cell
+without a copy. What surrounds the cell (magic, schema, batch metadata, the
+version and offsets, padding, footer) depends on the size and the version,
+so pyarrow frames it when the body has ended (`disk.opaque_frame`), under
+the key's lock, with the version the object gets then: a write that landed
+during the upload only moves the version on. The rename and the clearing of
 old deltas happen in the order `Layout.write_base` uses, so a crash leaves
 the old object or the new one.
 """
@@ -14,71 +17,64 @@ the old object or the new one.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from flame_cache.store.cells import locate_cells
-from flame_cache.store.disk import Layout
+from flame_cache.store.disk import Layout, data_offset, opaque_frame
 from flame_cache.store.errors import StorageError
 from flame_cache.store.keys import ObjectKey
 
-ROW_BYTES = 4 * 1024 * 1024
-ROW_SCHEMA = pa.schema([("version", pa.uint64()), ("data", pa.binary())])
-
+STREAM_BYTES = 4 * 1024 * 1024  # a body over this is streamed to its file, not collected first
 
 SizeCheck = Callable[[int], None]  # raises ObjectTooLarge for a size over the limit
+Chunk = bytes | memoryview  # or any object with the buffer protocol (pa.Buffer)
 
 
-def read_head(chunks: Iterator[bytes], limit: int, check: SizeCheck) -> tuple[list[bytes], bool]:
+def read_head(chunks: Iterator[Chunk], limit: int, check: SizeCheck) -> tuple[list[Chunk], bool]:
     """Chunks from the front of a stream until more than `limit` bytes came
-    or it ended; True if it ended. A short body then needs no file."""
-    head: list[bytes] = []
+    or it ended; True if it ended. A short body then needs no streaming."""
+    head: list[Chunk] = []
     size = 0
     for chunk in chunks:
         head.append(chunk)
-        size += len(chunk)
+        size += memoryview(chunk).nbytes
         check(size)
         if size > limit:
             return head, False
     return head, True
 
 
-def collect(chunks: Iterable[bytes], check: SizeCheck) -> pa.Buffer:
-    """A whole body in memory (a delta, or any body with storage `none`),
-    refused as soon as it passes the limit."""
-    parts: list[bytes] = []
+def collect(chunks: Iterable[Chunk], check: SizeCheck) -> pa.Buffer:
+    """A whole body in memory (a delta, a short body, or any body with storage
+    `none`), refused as soon as it passes the limit."""
+    parts: list[Chunk] = []
     size = 0
     for chunk in chunks:
-        size += len(chunk)
+        size += memoryview(chunk).nbytes
         check(size)
-        parts.append(bytes(chunk))
+        parts.append(chunk)
     return pa.py_buffer(b"".join(parts))
 
 
 class BaseUpload:
-    """A base being written to a temporary file, then installed by rename.
+    """A base being written to a temporary file, then framed and installed.
 
     Use as a context manager: leaving it without `install` removes the file.
     """
 
-    def __init__(self, layout: Layout, key: ObjectKey, version: int, check: SizeCheck) -> None:
+    def __init__(self, layout: Layout, key: ObjectKey, check: SizeCheck) -> None:
         self.layout = layout
         self.key = key
-        self.version = version
         self.check = check
         self.size = 0
-        self.path = layout.base_path(key)
-        self.temp = layout.temp_path(self.path)
-        self._pending = bytearray()
-        self._sink: pa.NativeFile | None = None
-        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self.temp = layout.temp_path(layout.base_path(key))
+        self._fd: int | None = None
 
     def __enter__(self) -> BaseUpload:
         try:
-            self._sink = self.layout.create_file(self.temp)
-            self._writer = pa.ipc.new_file(self._sink, ROW_SCHEMA)
+            self._fd = self.layout.create_raw_file(self.temp)
+            os.lseek(self._fd, data_offset(), os.SEEK_SET)
         except OSError as exc:
             self._discard()
             raise self.layout.write_error(self.key, exc) from exc
@@ -87,41 +83,35 @@ class BaseUpload:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._discard()
 
-    def write(self, chunks: Iterable[bytes]) -> None:
+    def write(self, chunks: Iterable[Chunk]) -> None:
+        """Append the chunks to the cell (each written as it comes, not copied)."""
+        assert self._fd is not None
         for chunk in chunks:
-            self.size += len(chunk)
+            view = memoryview(chunk).cast("B")
+            self.size += view.nbytes
             self.check(self.size)
-            self._pending += chunk
-            while len(self._pending) >= ROW_BYTES:
-                self._write_row(bytes(self._pending[:ROW_BYTES]))
-                del self._pending[:ROW_BYTES]
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                raise self.layout.write_error(self.key, exc) from exc
 
-    def finish(self) -> None:
-        """Write the last row and close the file (and fsync it if configured)."""
-        if self._pending or self.size == 0:
-            self._write_row(bytes(self._pending))
-            self._pending = bytearray()
-        assert self._writer is not None and self._sink is not None
+    def finish(self, version: int) -> None:
+        """Frame the cell as version `version` and close the file (fsynced if
+        configured). The caller holds the key's lock."""
+        head, tail = opaque_frame(version, self.size)
         try:
-            self._writer.close()
-            self._writer = None
-            self._sink.close()
-            self.layout.flush(self.temp)
+            if len(head) != data_offset():  # a cell of 2 GiB or more: its schema says large_binary
+                self._move_cell(len(head))
+            assert self._fd is not None
+            os.pwrite(self._fd, head, 0)
+            os.pwrite(self._fd, tail, len(head) + self.size)
+            if self.layout.fsync:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
         except OSError as exc:
             raise self.layout.write_error(self.key, exc) from exc
-
-    def restamp(self, version: int) -> None:
-        """Rewrite every row's version cell in the finished temporary file."""
-        cells = locate_cells(self.temp)
-        if cells is None:  # we wrote it: plain, opaque, uncompressed
-            raise StorageError(f"could not store object {str(self.key)!r}: its upload file has an unexpected layout")
-        packed = struct.pack("<Q", version)
-        with open(self.temp, "r+b", buffering=0) as file:
-            for offset in cells.version_cells:
-                os.pwrite(file.fileno(), packed, offset)
-            if self.layout.fsync:
-                os.fsync(file.fileno())
-        self.version = version
 
     def install(self, *, fresh: bool) -> None:
         """Rename into place and drop old deltas, as `Layout.write_base` does."""
@@ -132,23 +122,29 @@ class BaseUpload:
             )
         self.layout.install_base(self.key, self.temp, fresh=fresh)
 
-    def _write_row(self, data: bytes) -> None:
-        assert self._writer is not None
-        batch = pa.record_batch(
-            [pa.array([self.version], pa.uint64()), pa.array([data], pa.binary())], schema=ROW_SCHEMA
-        )
+    def _move_cell(self, offset: int) -> None:
+        """Copy the cell to a new temporary file at `offset` (in the kernel)."""
+        assert self._fd is not None
+        temp = self.layout.temp_path(self.layout.base_path(self.key))
+        fd = self.layout.create_raw_file(temp)
+        source, done = data_offset(), 0
         try:
-            self._writer.write_batch(batch)
-        except OSError as exc:
-            raise self.layout.write_error(self.key, exc) from exc
+            while done < self.size:
+                copied = os.copy_file_range(self._fd, fd, self.size - done, source + done, offset + done)
+                if copied == 0:
+                    raise OSError(f"the upload's file ended {self.size - done} bytes early")
+                done += copied
+        except BaseException:
+            os.close(fd)
+            self.layout.discard(temp)
+            raise
+        os.close(self._fd)
+        self.layout.discard(self.temp)
+        self._fd, self.temp = fd, temp
 
     def _discard(self) -> None:
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        except Exception:  # already closed, or the disk failed: the file goes anyway
-            pass
-        if self._sink is not None and not self._sink.closed:
-            self._sink.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self.temp.exists():  # not installed: the file goes, with any folder made for it
             self.layout.discard(self.temp)
