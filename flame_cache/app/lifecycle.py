@@ -83,7 +83,7 @@ def run(config: Config) -> None:
 
     # A pyarrow Flight server serves from construction on; its serve() would
     # only block, and install C signal handlers that pre-empt ours.
-    signals.requested.wait()
+    signals.wait()
     log.info("stopping: finishing in-flight requests (for at most %gs)", config.shutdown_timeout)
     stops = [server.shutdown] + ([http.stop] if http is not None else [])
     if not stop_within(stops, config.shutdown_timeout, signals):

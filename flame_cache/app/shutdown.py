@@ -35,6 +35,15 @@ class StopSignals:
             signal.signal(sig, self._handle)
         return self
 
+    def wait(self) -> None:
+        """Block until a stop is asked for. Python runs signal handlers in the
+        main thread only, and the kernel may deliver the signal to any thread
+        (a gRPC or request thread): a main thread blocked without a timeout
+        would then not notice it until something else woke it. So it wakes
+        every 0.1 s."""
+        while not self.requested.wait(0.1):
+            pass
+
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested.is_set():
             self.forced.set()

@@ -414,13 +414,15 @@ class Store:
 
     def get(self, key_text: str) -> Snapshot:
         """The current whole version of an object."""
-        key = ObjectKey.parse(key_text)
-        entry = self._require(key)
+        entry = self._entries.get(key_text)  # an indexed name is a valid key: no need to parse it
+        if entry is None:
+            entry = self._require(ObjectKey.parse(key_text))
         snapshot = entry.snapshot
         if snapshot is not None:
             with self._lock:
                 self._lru.touch(key_text)
             return snapshot
+        key = entry.key
         with self._key_lock(key):
             return entry.snapshot or self._load(self._require(key))
 
