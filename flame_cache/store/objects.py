@@ -136,9 +136,9 @@ class Snapshot:
     base: pa.Buffer | pa.Table
     deltas: tuple[pa.Buffer, ...] = ()
     updated: float = field(default_factory=time.time)
-    # What answers a full read, made once (`streams.response_table`): the
-    # snapshot never changes, so neither does that answer.
-    responses: dict[str, pa.Table] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Answers to reads, made once (`streams.response_table`): the snapshot
+    # never changes, so neither do they.
+    responses: dict[str, tuple[int, pa.Table]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> Kind:

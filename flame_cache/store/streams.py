@@ -27,7 +27,7 @@ from flame_cache.store.objects import (
 )
 
 LARGE_CELL = 2**31 - 1
-FULL = "full"  # the key of a full read in `Snapshot.responses`
+_SLOTS = {ReadMode.FULL: "full", ReadMode.PATCHES: "patches"}  # the reads kept in `Snapshot.responses`
 PATCH_BATCH_BYTES = 4 * 1024 * 1024  # patch rows share a batch up to this much data
 
 
@@ -72,15 +72,19 @@ def read_stream(read: Read, *, chunk_size: int | None = None) -> tuple[pa.Schema
 
 
 def response_table(read: Read, *, chunk_size: int | None = None) -> pa.Table:
-    """`read_stream` as one table. A full read's table is kept with its
-    snapshot, so repeated gets of an object do no Python work per row."""
-    cacheable = read.mode is ReadMode.FULL and chunk_size is None
-    if cacheable and (table := read.snapshot.responses.get(FULL)) is not None:
-        return table
+    """`read_stream` as one table, kept with its snapshot for the next reader:
+    the full read's, and the latest patch-only read's (the clients of an
+    object mostly hold the same version), so repeated gets do no Python work
+    per row. The patch-only table holds a copy of its deltas."""
+    slot = _SLOTS.get(read.mode) if chunk_size is None else None
+    if slot is not None:
+        rows, table = read.snapshot.responses.get(slot, (None, None))
+        if rows == len(read.rows) and table is not None:  # the row count tells patch-only reads apart
+            return table
     schema, batches = read_stream(read, chunk_size=chunk_size)
     table = pa.Table.from_batches(batches, schema=schema)
-    if cacheable:
-        read.snapshot.responses[FULL] = table
+    if slot is not None:
+        read.snapshot.responses[slot] = (len(read.rows), table)
     return table
 
 
