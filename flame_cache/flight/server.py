@@ -19,7 +19,7 @@ from flame_cache.flight.requests import (
     path_of,
 )
 from flame_cache.store import InvalidArgument, Kind, ObjectInfo, ReadMode, Store
-from flame_cache.store.objects import Pieces, is_opaque_schema
+from flame_cache.store.objects import is_opaque_schema
 from flame_cache.store.streams import response_schema, response_table
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class CacheFlightServer(flight.FlightServerBase):
             )
         payload = receive(context, reader, request.target, self.store.write_limits, stream=not request.patch)
         if request.patch:
-            assert isinstance(payload, (pa.Buffer, Pieces))
+            assert isinstance(payload, pa.Buffer)
             info = self.store.patch(request.target, payload)
         else:
             info = self.store.put(request.target, payload)

@@ -5,7 +5,7 @@ stream carries exactly the rows DoGet sends (`store.streams.read_stream`),
 serialised by pyarrow's IPC writer into a sink that keeps the buffers it is
 handed by reference. A base cell of more than INLINE_BYTES is not read into
 memory to build its batch: the batch gets a stand-in buffer of the same size
-(`store.splice.stand_in`), and when the writer hands that
+(`store.splice`), and when the writer hands that
 buffer to the sink, the sink splices in the base's real bytes, read from the
 file chunk by chunk. So the compatible form, one base cell of any size, is
 sent without holding the base, and is byte for byte what pyarrow would write.
@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from flame_cache.store import ReadMode, RowKind
 from flame_cache.store.objects import binary_cell
-from flame_cache.store.splice import stand_in
+from flame_cache.store.splice import Splice
 from flame_cache.store.streams import LARGE_CELL, read_stream, response_schema, row_groups, rows_batch
 from flame_cache.store.views import Blob, ObjectView, ViewRow
 
@@ -55,12 +55,15 @@ def arrow_chunks(view: ObjectView, client_version: int, *, chunked: bool) -> tup
 
 @dataclass(frozen=True, slots=True)
 class _Splice:
-    """Stand-in buffer -> the base bytes it stands for."""
+    """A stand-in buffer -> the base bytes it stands for."""
 
     blob: Blob
     offset: int
-    size: int
-    stand_in: pa.Buffer  # keeps its mapping alive
+    mark: Splice  # the stand-in, and the check that pyarrow passed it on whole
+
+    @property
+    def size(self) -> int:
+        return self.mark.size
 
 
 def _cells(row: ViewRow, base_size: int, chunked: bool) -> Iterator[tuple[int, int]]:
@@ -95,8 +98,8 @@ def _base_batch(
     if size <= INLINE_BYTES:
         data = pa.py_buffer(base.read(offset, size))
     else:
-        data = stand_in(size)
-        splice = _Splice(base, offset, size, data)
+        splice = _Splice(base, offset, Splice(size))
+        data = splice.mark.buffer
     batch = pa.record_batch(
         [pa.array([version], pa.uint64()), pa.array([RowKind.BASE.value], pa.utf8()), binary_cell(data, large=large)],
         schema=schema,
@@ -112,16 +115,12 @@ class _Sink:
     def __init__(self) -> None:
         self.parts: list[pa.Buffer | bytes | _Splice] = []
         self.splice: _Splice | None = None
-        self.spliced = False
 
     def write(self, data) -> int:  # noqa: ANN001 (bytes or pa.Buffer)
         splice = self.splice
-        if splice is not None and isinstance(data, pa.Buffer) and data.address == splice.stand_in.address:
-            if data.size != splice.size:
-                raise RuntimeError("pyarrow wrote part of a spliced buffer; refusing to send stand-in bytes")
+        if splice is not None and splice.mark.matches(data):
             self.parts.append(splice)
-            self.spliced = True
-            return data.size
+            return splice.size
         if isinstance(data, pa.Buffer) and data.size >= KEEP_BYTES:
             self.parts.append(data)  # an array's buffer: immutable, kept alive by the reference
         else:
@@ -155,10 +154,10 @@ def _serialise(
     try:
         with pa.ipc.new_stream(sink, schema) as writer:
             for batch, splice in batches:
-                sink.splice, sink.spliced = splice, False
+                sink.splice = splice
                 writer.write_batch(batch)
-                if splice is not None and not sink.spliced:
-                    raise RuntimeError("pyarrow copied a spliced buffer instead of passing it on; refusing to send it")
+                if splice is not None:
+                    splice.mark.check_used()
                 sink.splice = None
                 yield from _merge(sink.drain())
         yield from _merge(sink.drain())

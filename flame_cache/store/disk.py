@@ -31,15 +31,13 @@ from flame_cache.store.errors import InvalidArgument, StorageError
 from flame_cache.store.keys import ObjectKey, check_segment
 from flame_cache.store.objects import (
     VERSION_KEY,
-    Body,
-    Pieces,
     binary_cell,
     cells_as_buffers,
     is_opaque_schema,
     join_buffers,
 )
 from flame_cache.store.rename import replace_file
-from flame_cache.store.splice import FramingFile, Splice, SplicingFile
+from flame_cache.store.splice import FramingFile, Splice
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ class Layout:
 
     # -- writing ---------------------------------------------------------
 
-    def write_base(self, key: ObjectKey, version: int, data: Body | pa.Table, *, fresh: bool) -> None:
+    def write_base(self, key: ObjectKey, version: int, data: pa.Buffer | pa.Table, *, fresh: bool) -> None:
         """Write the base of `key` and drop its deltas (see `install_base`)."""
         path = self.base_path(key)
         self.install_base(key, self._write_temp(key, path, version, data), fresh=fresh)
@@ -120,7 +118,7 @@ class Layout:
         """A hidden temporary name beside `path`, which start-up knows to remove."""
         return path.with_name(temp_name(path.name))
 
-    def _write_temp(self, key: ObjectKey, path: Path, version: int, data: Body | pa.Table) -> Path:
+    def _write_temp(self, key: ObjectKey, path: Path, version: int, data: pa.Buffer | pa.Table) -> Path:
         temp = self.temp_path(path)
         try:
             if isinstance(data, pa.Buffer) and data.size <= SMALL_FILE_BYTES:
@@ -387,19 +385,15 @@ def disk_failure(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
-def _write_ipc(sink: pa.NativeFile, version: int, data: Body | pa.Table) -> None:
+def _write_ipc(sink: pa.NativeFile, version: int, data: pa.Buffer | pa.Table) -> None:
     if isinstance(data, pa.Table):  # stamped with its version by the store
         with pa.ipc.new_file(sink, data.schema) as writer:
             writer.write_table(data)
-    elif isinstance(data, Pieces):  # one cell, written piece by piece
-        splice = Splice(data.size)
-        _write_opaque(SplicingFile(sink, splice, data.buffers), version, splice.buffer)
-        splice.check_used()
     else:
         _write_opaque(sink, version, data)
 
 
-def _write_opaque(sink: pa.NativeFile | SplicingFile | FramingFile, version: int, data: pa.Buffer) -> None:
+def _write_opaque(sink: pa.NativeFile | FramingFile, version: int, data: pa.Buffer) -> None:
     """A one-row opaque file: `version: uint64, data: binary` (large_binary from 2 GiB)."""
     cell = binary_cell(data)
     schema = _opaque_schema(cell.type)

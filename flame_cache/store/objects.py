@@ -87,25 +87,6 @@ def join_buffers(chunks: list[pa.Buffer]) -> pa.Buffer:
     return joined
 
 
-@dataclass(frozen=True, slots=True)
-class Pieces:
-    """Opaque bytes that arrived as several buffers (flamepy's upload_object
-    sends 1 MiB rows). Stored as one cell without being joined in memory
-    (store/splice.py); joined only where memory must hold them whole."""
-
-    buffers: tuple[pa.Buffer, ...]
-
-    @property
-    def size(self) -> int:
-        return sum(buffer.size for buffer in self.buffers)
-
-    def joined(self) -> pa.Buffer:
-        return join_buffers(list(self.buffers))
-
-
-Body = pa.Buffer | Pieces  # an opaque upload, as the store takes it
-
-
 def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
     """A one-element binary array over `data`, without copying it."""
     if large is None:

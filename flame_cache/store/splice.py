@@ -1,15 +1,18 @@
 """Letting pyarrow's IPC writer frame a cell whose bytes are not one buffer.
 
 An opaque object is stored and sent as ONE `data` cell (SPEC 4.2), but its
-bytes rarely sit in memory as one buffer: an upload arrives in 1 MiB rows, a
-large base is read from its file in chunks. Joining them first would copy the
-whole object. Instead the batch is built over a *stand-in*: an untouched,
-read-only anonymous mapping of the cell's size, which costs no memory. The
-writer frames the batch (metadata, offsets, padding, footer) exactly as it
-always does and hands each body buffer to its sink; the sink recognises the
-stand-in by its address and puts the real bytes in its place. pyarrow writes
+bytes rarely sit in memory as one buffer: an upload arrives in rows and is
+written to disk as it comes, a large base is read from its file in chunks.
+Joining them first would copy the whole object. Instead the batch is built
+over a *stand-in*: an untouched, read-only anonymous mapping of the cell's
+size, which costs no memory. The writer frames the batch (metadata, offsets,
+padding, footer) exactly as it always does and hands each body buffer to its
+sink; the sink recognises the stand-in by its address and deals with the
+real bytes itself: `FramingFile` keeps only what comes before and after the
+cell (an upload's file, whose cell is already written), the HTTP mirror's
+download sink reads the cell from the file in its place. pyarrow writes
 every buffer it is given whole, so the result is byte for byte what it would
-have written for the joined cell; `Splice.check_used` guards that promise.
+have written for the real cell; `Splice.check_used` guards that promise.
 """
 
 from __future__ import annotations
@@ -44,32 +47,6 @@ class Splice:
     def check_used(self) -> None:
         if not self.used:
             raise RuntimeError("pyarrow copied a stand-in buffer instead of passing it on; refusing to use it")
-
-
-class SplicingFile:
-    """A sink for `pa.ipc.new_file` that writes to `out`, with `pieces` in
-    place of the stand-in buffer of `splice`."""
-
-    closed = False
-
-    def __init__(self, out: pa.NativeFile, splice: Splice, pieces: tuple[pa.Buffer, ...]) -> None:
-        self.out = out
-        self.splice = splice
-        self.pieces = pieces
-
-    def write(self, data) -> int:  # noqa: ANN001 (bytes or pa.Buffer, as pyarrow passes them)
-        if self.splice.matches(data):
-            for piece in self.pieces:
-                self.out.write(piece)
-            return self.splice.size
-        self.out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def writable(self) -> bool:
-        return True
 
 
 class FramingFile:

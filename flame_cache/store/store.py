@@ -36,7 +36,7 @@ from flame_cache.store.errors import (
 from flame_cache.store.eviction import Limits, LruTracker
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
-from flame_cache.store.objects import Body, Kind, ObjectInfo, Pieces, Snapshot, stamp_table
+from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
 from flame_cache.store.uploads import STREAM_BYTES, BaseUpload, Chunk, collect, read_head
 from flame_cache.store.views import FileBlob, ObjectView
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 _STRIPES = 64
 
-Upload = Body | pa.Table | Iterable[Chunk]  # a base in memory, or in chunks as it arrives
+Upload = pa.Buffer | pa.Table | Iterable[Chunk]  # a base in memory, or in chunks as it arrives
 
 
 class _Entry:
@@ -64,7 +64,7 @@ class _Entry:
 
     @property
     def key(self) -> ObjectKey:
-        return ObjectKey(tuple(self.name.split("/")))
+        return ObjectKey(self.segments)
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -131,7 +131,7 @@ class Store:
         return self._write(ObjectKey.parse(key_text), data, expect_version, must_exist=True)
 
     def _write(self, key: ObjectKey, data: Upload, expect_version: int | None, must_exist: bool) -> ObjectInfo:
-        if isinstance(data, (pa.Buffer, Pieces, pa.Table)):
+        if isinstance(data, (pa.Buffer, pa.Table)):
             return self._write_base(key, data, expect_version, must_exist=must_exist)
         return self._put_stream(key, data, expect_version, must_exist)
 
@@ -325,10 +325,8 @@ class Store:
             self._lru.remove(name)
 
     def _write_base(
-        self, key: ObjectKey, data: Body | pa.Table, expect_version: int | None, *, must_exist: bool
+        self, key: ObjectKey, data: pa.Buffer | pa.Table, expect_version: int | None, *, must_exist: bool
     ) -> ObjectInfo:
-        """Pieces are written to disk as one cell and not joined: the object is
-        then read back from its file on demand (memory-mapped, no copy)."""
         with self._key_lock(key):
             current = self._check_version(key, expect_version, must_exist)
             entry = self._find(key) if current else None
@@ -336,26 +334,17 @@ class Store:
             version = current + 1
             if isinstance(data, pa.Table):  # one dictionary per column: the IPC file format allows no other
                 data = stamp_table(data.unify_dictionaries(), version)
-            if isinstance(data, Pieces) and self.layout is None:
-                data = data.joined()
+            snapshot = Snapshot(str(key), version, version, data)
             if self.layout is not None:
                 with self._on_storage_error(entry):
                     self.layout.write_base(key, version, data, fresh=current == 0)
-            if isinstance(data, Pieces):
-                info = ObjectInfo(str(key), version, 0, data.size, Kind.OPAQUE, time.time())
-                self._install_info(entry or _Entry(key), info)
-            else:
-                snapshot = Snapshot(str(key), version, version, data)
-                self._install(entry or _Entry(key), snapshot)
-                info = snapshot.info()
-        log.debug("wrote %s version %d (%d bytes)", key, version, info.size)
-        return info
+            self._install(entry or _Entry(key), snapshot)
+        log.debug("wrote %s version %d (%d bytes)", key, version, snapshot.size)
+        return snapshot.info()
 
-    def patch(self, key_text: str, delta: Body) -> ObjectInfo:
+    def patch(self, key_text: str, delta: pa.Buffer) -> ObjectInfo:
         """Append one delta to an existing opaque object (SPEC 4.1, PATCH:)."""
         key = ObjectKey.parse(key_text)
-        if isinstance(delta, Pieces):  # deltas are held in memory whole
-            delta = delta.joined()
         with self._key_lock(key):
             entry = self._require(key)
             current = entry.snapshot or self._load(entry)

@@ -13,9 +13,7 @@ from typing import Protocol, TypeVar
 import pyarrow as pa
 
 from flame_cache.store.objects import (
-    Body,
     Kind,
-    Pieces,
     Read,
     ReadMode,
     Row,
@@ -24,6 +22,7 @@ from flame_cache.store.objects import (
     binary_cells,
     cells_as_buffers,
     is_opaque_schema,
+    join_buffers,
 )
 
 LARGE_CELL = 2**31 - 1
@@ -43,16 +42,15 @@ def response_schema(*, large: bool = False) -> pa.Schema:
     )
 
 
-def payload_from_table(table: pa.Table) -> Body | pa.Table:
-    """An upload as the store takes it: opaque rows become their `data`
-    cells in order, as one buffer or as `Pieces` (not joined: no copy);
-    `version` cells are ignored. Any other schema stays a native table."""
+def payload_from_table(table: pa.Table) -> pa.Buffer | pa.Table:
+    """An upload as the store takes it: opaque rows become one byte buffer
+    (their `data` cells joined in order; `version` cells are ignored), any
+    other schema stays a native table. Only short uploads come here (the
+    store streams longer ones to disk), so the join copies little."""
     if not is_opaque_schema(table.schema):
         return table
     chunks = [buf for chunk in table.column("data").chunks for buf in cells_as_buffers(chunk) if buf.size]
-    if len(chunks) > 1:
-        return Pieces(tuple(chunks))
-    return chunks[0] if chunks else pa.py_buffer(b"")
+    return join_buffers(chunks) if chunks else pa.py_buffer(b"")
 
 
 def read_stream(read: Read, *, chunk_size: int | None = None) -> tuple[pa.Schema, list[pa.RecordBatch]]:
