@@ -120,30 +120,25 @@ def measure(workdir: Path, count: int, repeats: int, progress: Callable[[str], N
     key = generate(full_root, count, size)
     generated = time.monotonic() - t
 
-    empty_times, empty_rss = [], []
-    for i in range(repeats):
-        progress(f"start-up: a server with one object, run {i + 1}/{repeats}")
-        server = FlameCache(workdir, storage=empty_root)
-        try:
-            empty_times.append(_time_to_first_get(server, single_key, size))
-            time.sleep(0.2)
-            empty_rss.append(procmem.rss(server.pid))
-        finally:
-            server.stop()
+    def runs(storage: Path, key: str, what: str) -> tuple[list[float], list[int], list[float]]:
+        """Time to first get, RSS right after it, and the logged index scan, per run."""
+        times, rss, logged = [], [], []
+        for i in range(repeats):
+            progress(f"start-up: {what}, run {i + 1}/{repeats}")
+            server = FlameCache(workdir, storage=storage)
+            try:
+                times.append(_time_to_first_get(server, key, size))
+                time.sleep(0.2)
+                rss.append(procmem.rss(server.pid))
+            finally:
+                server.stop()
+            match = _INDEXED.search(server.log())
+            if match:
+                logged.append(float(match.group(2)))
+        return times, rss, logged
 
-    full_times, full_rss, logged = [], [], []
-    for i in range(repeats):
-        progress(f"start-up: {count:,} objects, run {i + 1}/{repeats}")
-        server = FlameCache(workdir, storage=full_root)
-        try:
-            full_times.append(_time_to_first_get(server, key, size))
-            time.sleep(0.2)
-            full_rss.append(procmem.rss(server.pid))
-        finally:
-            server.stop()
-        match = _INDEXED.search(server.log())
-        if match:
-            logged.append(float(match.group(2)))
+    empty_times, empty_rss, _ = runs(empty_root, single_key, "a server with one object")
+    full_times, full_rss, logged = runs(full_root, key, f"{count:,} objects")
 
     rss_empty = statistics.median(empty_rss)
     rss_full = statistics.median(full_rss)

@@ -45,13 +45,13 @@ def receive(
     schema = reader.schema
     opaque = is_opaque_schema(schema)
     batches = _checked(context, reader, target, limits, opaque)
-    head: list[pa.RecordBatch] = []
-    for batch, received in batches:
-        head.append(batch)
+    head: list[tuple[pa.RecordBatch, list[pa.Buffer]]] = []
+    for batch, cells, received in batches:
+        head.append((batch, cells))
         if stream and opaque and received > STREAM_BYTES:
-            rest = (batch for batch, _ in batches)
-            return (cell for batch in itertools.chain(head, rest) for cell in _cells(batch))
-    return payload_from_table(pa.Table.from_batches(head, schema=schema))
+            rest = ((batch, cells) for batch, cells, _ in batches)
+            return (cell for _, cells in itertools.chain(head, rest) for cell in cells if cell.size)
+    return payload_from_table(pa.Table.from_batches([batch for batch, _ in head], schema=schema))
 
 
 def _checked(
@@ -60,29 +60,20 @@ def _checked(
     target: str,
     limits: WriteLimits,
     opaque: bool,
-) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """The batches and the bytes received so far; raises if the client left."""
+) -> Iterator[tuple[pa.RecordBatch, list[pa.Buffer], int]]:
+    """Each batch, its `data` cells (opaque uploads; else none) and the bytes
+    received so far, as the store counts them: the cells of an opaque upload,
+    the whole batch of a native table. Raises if the client left."""
     received = count = 0
     for chunk in reader:
         batch = chunk.data
         if batch is None:  # a message with app_metadata only
             continue
-        received += payload_bytes(batch, opaque)
+        cells = cells_as_buffers(batch.column(1)) if opaque else []
+        received += sum(cell.size for cell in cells) if opaque else batch.nbytes
         limits.check_upload(target, received)
         count += 1
-        yield batch, received
+        yield batch, cells, received
     if context.is_cancelled():
         log.warning("DoPut to %r: the client went away after %d batch(es); nothing stored", target, count)
         raise flight.FlightCancelledError(f"the upload to {target!r} was cut off by the client; nothing was stored")
-
-
-def _cells(batch: pa.RecordBatch) -> list[pa.Buffer]:
-    return [cell for cell in cells_as_buffers(batch.column(1)) if cell.size]
-
-
-def payload_bytes(batch: pa.RecordBatch, opaque: bool) -> int:
-    """What the batch adds to the object's size, as the store counts it: the
-    `data` cells of an opaque upload, the whole batch of a native table."""
-    if opaque:
-        return sum(buffer.size for buffer in cells_as_buffers(batch.column(1)))
-    return batch.nbytes

@@ -200,12 +200,13 @@ class Store:
         except InvalidArgument as exc:
             raise InvalidArgument(f"cursor {shorten(after)} is not a key (pass next_cursor as it came): {exc}") from None
         with self._lock:
-            entries = sorted(
-                (e for e in self._entries.values() if selector.covers(e.segments) and e.segments > after_segments),
-                key=lambda e: e.segments,
-            )
+            keyed = [(e.segments, e) for e in self._entries.values()]  # each name split once
+        entries = sorted(
+            ((segments, e) for segments, e in keyed if selector.covers(segments) and segments > after_segments),
+            key=lambda pair: pair[0],
+        )
         page: list[ObjectInfo] = []
-        for entry in entries:
+        for _, entry in entries:
             if len(page) == limit:
                 return page, page[-1].key  # more follow
             try:
