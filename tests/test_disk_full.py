@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from flame_cache.store import StorageError, Store
+from flame_cache.store import StorageError, Store, disk, uploads
 from flame_cache.store.disk import Layout
 from tests.flight_client import MiB, get, patch, put, put_path, rows
 from tests.server import CacheServer
@@ -108,15 +108,23 @@ class _FillingFile(io.RawIOBase):
 
 @pytest.fixture
 def disk_with_room(monkeypatch: pytest.MonkeyPatch):
-    """Set how many bytes the store's next file writes may still use."""
+    """Set how many bytes the store's next file writes may still use: each
+    table file (pyarrow writes those) and each write of other files' bytes."""
     state = {"room": 1 << 40}
-    original = Layout.create_file
+    original_create, original_write_all = Layout.create_file, disk.write_all
 
     def create(self: Layout, path: Path) -> pa.NativeFile:
-        original(self, path).close()  # make the folders and the file as usual
+        original_create(self, path).close()  # make the folders and the file as usual
         return pa.PythonFile(_FillingFile(path, state["room"]), mode="w")
 
+    def write_all(fd: int, parts) -> None:
+        if sum(memoryview(part).nbytes for part in parts) > state["room"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original_write_all(fd, parts)
+
     monkeypatch.setattr(Layout, "create_file", create)
+    monkeypatch.setattr(disk, "write_all", write_all)
+    monkeypatch.setattr(uploads, "write_all", write_all)
     return lambda room: state.update(room=room)
 
 

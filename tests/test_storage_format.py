@@ -10,6 +10,7 @@ must leave neither the old file nor a temporary one behind.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from flame_cache.store import Store
 from tests.flight_client import MiB, get, patch, put_path, rows
 from tests.server import CacheServer
 
@@ -58,8 +60,14 @@ def folder_names(server: CacheServer, namespace: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "size, row_bytes",
-    [(3 * MiB + 17, MiB), (9 * MiB + 5, MiB), (5 * MiB, None)],
-    ids=["3 MiB in rows (held, then written)", "9 MiB in rows (streamed)", "5 MiB in one row"],
+    [(1000, None), (300 * 1024 + 3, None), (3 * MiB + 17, MiB), (9 * MiB + 5, MiB), (5 * MiB, None)],
+    ids=[
+        "1 KB (framed in memory)",
+        "300 KiB (framed around the cell)",
+        "3 MiB in rows (held, then written)",
+        "9 MiB in rows (streamed)",
+        "5 MiB in one row",
+    ],
 )
 def test_a_flight_upload_in_any_rows_is_stored_as_one_cell(server, fc, size, row_bytes) -> None:
     data = payload(size, seed=size % 97)
@@ -78,6 +86,31 @@ def test_an_http_upload_streamed_to_disk_is_stored_as_one_cell(server, fc, http)
     version = response.json()["version"]
     assert Path(server.storage, "format/http/big.arrow").read_bytes() == pyarrow_file(version, data)
     assert rows(get(fc, "format/http/big:0")) == [(version, "base", data)]
+
+
+@pytest.mark.parametrize("size", [100, 300 * 1024 + 5], ids=["100 B", "300 KiB"])
+def test_a_delta_is_stored_as_one_cell_with_its_version(server, fc, size) -> None:
+    key = f"format/delta/o{size}"
+    put_path(fc, key, b"base")
+    delta = payload(size, seed=5)
+    assert patch(fc, key, delta)["version"] == 2
+    assert Path(server.storage, f"{key}.deltas/0.arrow").read_bytes() == pyarrow_file(2, delta)
+
+
+def test_a_file_written_in_short_writes_is_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system may take less than a write offers (over 2 GiB it always
+    does); the store writes the rest. Here every write takes at most 4097 bytes."""
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, buffers: real_writev(fd, [memoryview(buffers[0])[:4097]]))
+    store = Store(tmp_path)
+    for size in (10_000, MiB + 17):
+        data = payload(size, seed=size % 89)
+        version = store.put(f"format/short/o{size}", pa.py_buffer(data)).version
+        assert (tmp_path / f"format/short/o{size}.arrow").read_bytes() == pyarrow_file(version, data)
+    store.patch(f"format/short/o{MiB + 17}", pa.py_buffer(payload(5000, seed=1)))
+    assert Path(tmp_path, f"format/short/o{MiB + 17}.deltas/0.arrow").read_bytes() == pyarrow_file(
+        2, payload(5000, seed=1)
+    )
 
 
 def test_a_streamed_upload_racing_a_write_is_framed_with_the_later_version(server, fc, http) -> None:

@@ -17,9 +17,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.store.limits import WriteLimits
-from flame_cache.store.objects import cells_as_buffers, is_opaque_schema
+from flame_cache.store.objects import cells_as_buffers, is_opaque_schema, join_buffers
 from flame_cache.store.store import Upload
-from flame_cache.store.streams import payload_from_table
 from flame_cache.store.uploads import STREAM_BYTES
 
 log = logging.getLogger(__name__)
@@ -28,13 +27,15 @@ log = logging.getLogger(__name__)
 def receive(
     context: flight.ServerCallContext,
     reader: flight.MetadataRecordBatchReader,
+    schema: pa.Schema,
     target: str,
     limits: WriteLimits,
     *,
     stream: bool,
 ) -> Upload:
     """The upload's payload (SPEC 4.1), read batch by batch; over the maximum
-    object size it is refused at once, without reading the rest.
+    object size it is refused at once, without reading the rest. `schema` is
+    the reader's, asked for once (each pyarrow call lets go of the GIL).
 
     With `stream`, opaque rows past STREAM_BYTES come back as their cells
     while they still arrive: the store writes each to disk as it comes, so
@@ -42,7 +43,6 @@ def receive(
     memory. Whatever consumes them gets FlightCancelledError at the end if
     the client went away, and stores nothing.
     """
-    schema = reader.schema
     opaque = is_opaque_schema(schema)
     batches = _checked(context, reader, target, limits, opaque)
     head: list[tuple[pa.RecordBatch, list[pa.Buffer]]] = []
@@ -51,7 +51,9 @@ def receive(
         if stream and opaque and received > STREAM_BYTES:
             rest = ((batch, cells) for batch, cells, _ in batches)
             return (cell for _, cells in itertools.chain(head, rest) for cell in cells if cell.size)
-    return payload_from_table(pa.Table.from_batches([batch for batch, _ in head], schema=schema))
+    if opaque:  # what `payload_from_table` makes of it, from the cells already found
+        return join_buffers([cell for _, cells in head for cell in cells if cell.size] or [pa.py_buffer(b"")])
+    return pa.Table.from_batches([batch for batch, _ in head], schema=schema)
 
 
 def _checked(

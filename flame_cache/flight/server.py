@@ -39,11 +39,10 @@ class CacheFlightServer(flight.FlightServerBase):
     @flight_errors
     def do_put(self, context, descriptor, reader, writer) -> None:
         request = parse_descriptor(descriptor)
-        if request.patch and not is_opaque_schema(reader.schema):  # refused before the body is read
-            raise InvalidArgument(
-                f"a patch must use the opaque schema 'version: uint64, data: binary'; got {reader.schema}"
-            )
-        payload = receive(context, reader, request.target, self.store.write_limits, stream=not request.patch)
+        schema = reader.schema
+        if request.patch and not is_opaque_schema(schema):  # refused before the body is read
+            raise InvalidArgument(f"a patch must use the opaque schema 'version: uint64, data: binary'; got {schema}")
+        payload = receive(context, reader, schema, request.target, self.store.write_limits, stream=not request.patch)
         if request.patch:
             assert isinstance(payload, pa.Buffer)
             info = self.store.patch(request.target, payload)

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import logging
 import os
 import re
+import secrets
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -47,6 +51,9 @@ TEMP_MARK = ".tmp-"
 QUARANTINE = ".quarantine"
 SMALL_FILE_BYTES = 256 * 1024  # files up to about this size are framed in memory, then written at once
 
+Chunk = bytes | memoryview | pa.Buffer  # anything with the buffer protocol
+_Opened = TypeVar("_Opened")
+
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
@@ -66,6 +73,7 @@ class Layout:
         # A delete prunes empty folders; a write makes its folder, then its file
         # in it. This lock keeps a prune out of the gap between the two.
         self._folders = threading.Lock()
+        self._small_writes = threading.Lock()  # see `_queue`
         root.mkdir(parents=True, exist_ok=True)
 
     def base_path(self, key: ObjectKey) -> Path:
@@ -84,7 +92,8 @@ class Layout:
     def write_base(self, key: ObjectKey, version: int, data: pa.Buffer | pa.Table, *, fresh: bool) -> None:
         """Write the base of `key` and drop its deltas (see `install_base`)."""
         path = self.base_path(key)
-        self.install_base(key, self._write_temp(key, path, version, data), fresh=fresh)
+        with self._queue(data):
+            self.install_base(key, self._write_temp(key, path, version, data), fresh=fresh)
 
     def install_base(self, key: ObjectKey, temp: Path, *, fresh: bool) -> None:
         """Rename a finished temporary base into place and drop old deltas.
@@ -103,7 +112,20 @@ class Layout:
 
     def write_delta(self, key: ObjectKey, index: int, version: int, data: pa.Buffer) -> None:
         path = self.delta_path(key, index)
-        self._rename(key, self._write_temp(key, path, version, data), path)
+        with self._queue(data):
+            self._rename(key, self._write_temp(key, path, version, data), path)
+
+    def _queue(self, data: pa.Buffer | pa.Table) -> AbstractContextManager[object]:
+        """Small writes take turns. One is a handful of short system calls,
+        each of which lets go of the GIL: with several writers at once, every
+        call handed the GIL to another thread and waited to get it back (a
+        convoy), and 8 writers together did less than one alone. Taking
+        turns, a writer's calls rarely find another writer waiting. Large
+        writes, and writes that fsync (the disk does those together), do not
+        queue: their calls are long, and worth running side by side."""
+        if self.fsync or not (isinstance(data, pa.Buffer) and data.size <= SMALL_FILE_BYTES):
+            return nullcontext()
+        return self._small_writes
 
     def discard(self, temp: Path) -> None:
         """Remove an unfinished temporary file, and the folders made for it if
@@ -121,12 +143,13 @@ class Layout:
     def _write_temp(self, key: ObjectKey, path: Path, version: int, data: pa.Buffer | pa.Table) -> Path:
         temp = self.temp_path(path)
         try:
-            if isinstance(data, pa.Buffer) and data.size <= SMALL_FILE_BYTES:
-                self._write_small(temp, version, data)
+            if isinstance(data, pa.Buffer):
+                self._write_cell_file(temp, version, data)
             else:
                 with self.create_file(temp) as sink:
-                    _write_ipc(sink, version, data)
-            self.flush(temp)
+                    with pa.ipc.new_file(sink, data.schema) as writer:  # stamped with its version by the store
+                        writer.write_table(data)
+                self.flush(temp)
         except BaseException as exc:
             self.discard(temp)
             if isinstance(exc, OSError):
@@ -136,13 +159,26 @@ class Layout:
             raise
         return temp
 
-    def _write_small(self, temp: Path, version: int, data: pa.Buffer) -> None:
-        """A small file framed in memory and written with one call: pyarrow
-        writing to the file itself makes a system call per IPC part."""
-        sink = pa.BufferOutputStream()
-        _write_opaque(sink, version, data)
-        with self.create_file(temp) as file:
-            file.write(sink.getvalue())
+    def _write_cell_file(self, temp: Path, version: int, data: pa.Buffer) -> None:
+        """A one-row opaque file in one write. Every system call and most
+        pyarrow calls let go of the GIL, and with many writers each hand-over
+        costs more than the call itself; pyarrow writing the file makes a call
+        per IPC part. So a small file is framed in memory, a larger one gets
+        its frame from `opaque_frame` and its cell is written from where it is."""
+        if data.size <= SMALL_FILE_BYTES:
+            sink = pa.BufferOutputStream()
+            _write_opaque(sink, version, data)
+            parts: list[Chunk] = [sink.getvalue()]
+        else:
+            head, tail = opaque_frame(version, data.size)
+            parts = [head, data, tail]
+        fd = self.create_raw_file(temp)
+        try:
+            write_all(fd, parts)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _rename(self, key: ObjectKey, temp: Path, path: Path) -> None:
         renamed = False
@@ -167,23 +203,25 @@ class Layout:
 
     def create_file(self, path: Path) -> pa.NativeFile:
         """Open a new file for writing, making its folders; a concurrent
-        delete cannot prune them before the file is in place. The folder
-        usually exists: then no lock is needed, as a prune cannot remove a
-        folder with a file in it (with fsync the lock also waits out another
-        writer's flush of a folder it just made)."""
+        delete cannot prune them before the file is in place."""
+        return self._create(path, lambda: pa.OSFile(str(path), "wb"))
+
+    def create_raw_file(self, path: Path) -> int:
+        """`create_file`, as a descriptor (also for positional reads)."""
+        return self._create(path, lambda: os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+
+    def _create(self, path: Path, create: Callable[[], _Opened]) -> _Opened:
+        """The folder usually exists: then no lock is needed, as a prune
+        cannot remove a folder with a file in it (with fsync the lock also
+        waits out another writer's flush of a folder it just made)."""
         if not self.fsync:
             try:
-                return pa.OSFile(str(path), "wb")
+                return create()
             except FileNotFoundError:
                 pass
         with self._folders:
             self._make_dirs(path.parent)
-            return pa.OSFile(str(path), "wb")
-
-    def create_raw_file(self, path: Path) -> int:
-        """`create_file`, as a descriptor for positional reads and writes."""
-        self.create_file(path).close()
-        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            return create()
 
     def _make_dirs(self, folder: Path) -> None:
         """`mkdir -p`; with fsync, each new folder's parent is flushed too, or
@@ -362,8 +400,26 @@ def read_file(path: Path) -> StoredFile:
 
 
 def temp_name(name: str) -> str:
-    """The hidden name a file is written under before it is renamed to `name`."""
-    return f".{name}{TEMP_MARK}{uuid.uuid4().hex}"
+    """The hidden name a file is written under before it is renamed to `name`:
+    unique by a per-process random prefix and a counter (no system call)."""
+    return f".{name}{TEMP_MARK}{_TEMP_PREFIX}{next(_temp_numbers):016x}"
+
+
+_TEMP_PREFIX = secrets.token_hex(8)
+_temp_numbers = itertools.count()  # next() on it is atomic under the GIL
+
+
+def write_all(fd: int, parts: Sequence[Chunk]) -> None:
+    """Write `parts` in order at the descriptor's position, whole: a write
+    may take less than it is given (at most about 2 GiB on Linux)."""
+    views = [memoryview(part).cast("B") for part in parts]
+    views = [view for view in views if view.nbytes]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= views[0].nbytes:
+            written -= views.pop(0).nbytes
+        if views:
+            views[0] = views[0][written:]
 
 
 _TEMP_NAME = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"[0-9a-f]{32}")
@@ -383,14 +439,6 @@ def disk_failure(exc: OSError) -> str:
     if exc.errno == errno.EROFS:
         return "the storage is read-only"
     return os.strerror(exc.errno) if exc.errno else str(exc)
-
-
-def _write_ipc(sink: pa.NativeFile, version: int, data: pa.Buffer | pa.Table) -> None:
-    if isinstance(data, pa.Table):  # stamped with its version by the store
-        with pa.ipc.new_file(sink, data.schema) as writer:
-            writer.write_table(data)
-    else:
-        _write_opaque(sink, version, data)
 
 
 def _write_opaque(sink: pa.NativeFile | FramingFile, version: int, data: pa.Buffer) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flame_cache.store.cells import locate_cells
-from flame_cache.store.disk import Layout
+from flame_cache.store.disk import Chunk, Layout
 from flame_cache.store.errors import (
     InvalidArgument,
     ObjectNotFound,
@@ -37,7 +37,7 @@ from flame_cache.store.eviction import Limits, LruTracker
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
-from flame_cache.store.uploads import STREAM_BYTES, BaseUpload, Chunk, collect, read_head
+from flame_cache.store.uploads import STREAM_BYTES, BaseUpload, collect, read_head
 from flame_cache.store.views import FileBlob, ObjectView
 
 log = logging.getLogger(__name__)

@@ -21,14 +21,13 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from flame_cache.store.disk import Layout, data_offset, opaque_frame
+from flame_cache.store.disk import Chunk, Layout, data_offset, opaque_frame, write_all
 from flame_cache.store.errors import StorageError
 from flame_cache.store.keys import ObjectKey
 
 STREAM_BYTES = 4 * 1024 * 1024  # a body over this is streamed to its file, not collected first
 
 SizeCheck = Callable[[int], None]  # raises ObjectTooLarge for a size over the limit
-Chunk = bytes | memoryview  # or any object with the buffer protocol (pa.Buffer)
 
 
 def read_head(chunks: Iterator[Chunk], limit: int, check: SizeCheck) -> tuple[list[Chunk], bool]:
@@ -87,12 +86,10 @@ class BaseUpload:
         """Append the chunks to the cell (each written as it comes, not copied)."""
         assert self._fd is not None
         for chunk in chunks:
-            view = memoryview(chunk).cast("B")
-            self.size += view.nbytes
+            self.size += memoryview(chunk).nbytes
             self.check(self.size)
             try:
-                while view:
-                    view = view[os.write(self._fd, view) :]
+                write_all(self._fd, (chunk,))
             except OSError as exc:
                 raise self.layout.write_error(self.key, exc) from exc
 
