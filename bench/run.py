@@ -222,6 +222,7 @@ class Bench:
                 tasks = [{**base, "op": "patch", "key": key}]
             if r == 0 and spec.warmup:
                 pool.warmup(tasks)
+            os.sync()  # no dirty pages of earlier puts, whose writeback would take CPU from this repeat
             with procmem.RssSampler(server.pid) as mem:
                 rep = pool.timed(tasks)
             repeats.append(rep)
