@@ -35,7 +35,7 @@ def receive(
 ) -> Upload:
     """The upload's payload (SPEC 4.1), read batch by batch; over the maximum
     object size it is refused at once, without reading the rest. `schema` is
-    the reader's, asked for once (each pyarrow call lets go of the GIL).
+    the reader's, asked for once (most pyarrow calls let go of the GIL).
 
     With `stream`, opaque rows past STREAM_BYTES come back as their cells
     while they still arrive: the store writes each to disk as it comes, so
