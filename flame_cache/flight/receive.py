@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.store.limits import WriteLimits
-from flame_cache.store.objects import cells_as_buffers, is_opaque_schema, join_buffers
+from flame_cache.store.objects import cells_as_buffers, is_opaque_schema
 from flame_cache.store.store import Upload
+from flame_cache.store.streams import opaque_payload
 from flame_cache.store.uploads import STREAM_BYTES
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ def receive(
         if stream and opaque and received > STREAM_BYTES:
             rest = ((batch, cells) for batch, cells, _ in batches)
             return (cell for _, cells in itertools.chain(head, rest) for cell in cells if cell.size)
-    if opaque:  # what `payload_from_table` makes of it, from the cells already found
-        return join_buffers([cell for _, cells in head for cell in cells if cell.size] or [pa.py_buffer(b"")])
+    if opaque:  # as `payload_from_table`, from the cells already found
+        return opaque_payload(cell for _, cells in head for cell in cells)
     return pa.Table.from_batches([batch for batch, _ in head], schema=schema)
 
 

@@ -49,7 +49,13 @@ def payload_from_table(table: pa.Table) -> pa.Buffer | pa.Table:
     store streams longer ones to disk), so the join copies little."""
     if not is_opaque_schema(table.schema):
         return table
-    chunks = [buf for chunk in table.column("data").chunks for buf in cells_as_buffers(chunk) if buf.size]
+    return opaque_payload(buf for chunk in table.column("data").chunks for buf in cells_as_buffers(chunk))
+
+
+def opaque_payload(cells: Iterable[pa.Buffer]) -> pa.Buffer:
+    """The bytes of an opaque upload: its `data` cells joined in order (no
+    copy for a single cell)."""
+    chunks = [cell for cell in cells if cell.size]
     return join_buffers(chunks) if chunks else pa.py_buffer(b"")
 
 
