@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import RESPONSES
 from flame_cache.store import ObjectInfo
-from flame_cache.store.keys import WILDCARD, Namespace, check_segment
+from flame_cache.store.keys import WILDCARD, Namespace, check_folder_segment
 
 router = APIRouter(prefix="/v1", tags=["listing"])
 
@@ -77,7 +77,7 @@ def delete_namespace(namespace: str, ctx: Context = Depends(context)) -> Deleted
     every session of an app (`app/*`). Deleting an empty one is not an error."""
     app, _, rest = namespace.partition("/")
     if rest == WILDCARD:
-        check_segment(app)
+        check_folder_segment(app)
     else:
         Namespace.parse(namespace)
     return Deleted(deleted=ctx.store.delete(namespace))

@@ -32,7 +32,14 @@ from typing import TypeVar
 import pyarrow as pa
 
 from flame_cache.store.errors import InvalidArgument, StorageError
-from flame_cache.store.keys import ObjectKey, check_segment
+from flame_cache.store.keys import (
+    DELTAS_SUFFIX,
+    MAX_SEGMENT_BYTES,
+    OBJECT_SUFFIX,
+    ObjectKey,
+    is_folder_segment,
+    is_object_id,
+)
 from flame_cache.store.objects import (
     VERSION_KEY,
     binary_cell,
@@ -45,10 +52,10 @@ from flame_cache.store.splice import FramingFile, Splice
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".arrow"
-DELTAS_SUFFIX = ".deltas"
+SUFFIX = OBJECT_SUFFIX
 TEMP_MARK = ".tmp-"
-QUARANTINE = ".quarantine"
+QUARANTINE = ".quarantine"  # hidden, like temporary names: no key segment begins with '.'
+
 SMALL_FILE_BYTES = 256 * 1024  # files up to about this size are framed in memory, then written at once
 QUEUED_WRITE_BYTES = 4 * 1024 * 1024  # writes up to this size take turns (`Layout._queue`)
 
@@ -345,12 +352,17 @@ class Layout:
     # -- discovering -----------------------------------------------------
 
     def scan(self, below: tuple[str, ...] = (), *, tidy: bool = False) -> Iterator[ObjectKey]:
-        """Every object file at or below `below`. With `tidy` (start-up only,
-        when no write is in flight) unfinished temporary files and orphan
-        deltas are removed; foreign names are reported, never fatal."""
-        if len(below) >= 2 and self.base_path(ObjectKey(below)).is_file():
-            yield ObjectKey(below)
-        if len(below) < 3:
+        """Every object file at or below `below` (a selector's segments). With
+        `tidy` (start-up only, when no write is in flight) unfinished
+        temporary files and orphan deltas are removed; foreign names are
+        reported, never fatal. Only names that a key can map to are followed:
+        `below` is a key only if its last segment may be an object id, and a
+        folder only if every segment may be a folder (never a `.deltas/`)."""
+        folders = all(map(is_folder_segment, below))
+        if 2 <= len(below) <= 3 and all(map(is_folder_segment, below[:-1])) and is_object_id(below[-1]):
+            if self.base_path(ObjectKey(below)).is_file():
+                yield ObjectKey(below)
+        if len(below) < 3 and folders:
             yield from self._scan_dir(self.root.joinpath(*below), below, tidy)
 
     def _scan_dir(self, folder: Path, segments: tuple[str, ...], tidy: bool) -> Iterator[ObjectKey]:
@@ -374,11 +386,11 @@ class Layout:
                     if tidy:
                         log.warning("removing deltas %s whose object is gone", entry.path)
                         _remove_any(entry.path)
-                elif len(segments) < 2 and _valid_segment(name):
+                elif len(segments) < 2 and is_folder_segment(name):
                     yield from self._scan_dir(Path(entry.path), (*segments, name), tidy)
                 elif tidy:
                     log.warning("ignoring foreign directory %s", entry.path)
-            elif name.endswith(SUFFIX) and segments and _valid_segment(name[: -len(SUFFIX)]):
+            elif name.endswith(SUFFIX) and segments and is_object_id(name[: -len(SUFFIX)]):
                 yield ObjectKey((*segments, name[: -len(SUFFIX)]))
             elif tidy:
                 log.warning("ignoring foreign file %s", entry.path)
@@ -404,8 +416,14 @@ def read_file(path: Path) -> StoredFile:
 
 def temp_name(name: str) -> str:
     """The hidden name a file is written under before it is renamed to `name`:
-    unique by a per-process random prefix and a counter (no system call)."""
-    return f".{name}{TEMP_MARK}{_TEMP_PREFIX}{next(_temp_numbers):016x}"
+    unique by a per-process random prefix and a counter (no system call).
+    `name` is cut (at a character) so the whole fits a file name; it is only
+    there for a reader of the folder. No key segment begins with '.', so no
+    key can name one."""
+    tail = f"{TEMP_MARK}{_TEMP_PREFIX}{next(_temp_numbers):016x}"
+    room = MAX_SEGMENT_BYTES - 1 - len(tail)
+    shown = name.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return f".{shown}{tail}"
 
 
 _TEMP_PREFIX = secrets.token_hex(8)
@@ -503,14 +521,6 @@ def _metadata_version(schema: pa.Schema) -> int:
         return max(int(raw), 0)
     except ValueError:
         return 0
-
-
-def _valid_segment(name: str) -> bool:
-    try:
-        check_segment(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _holds_only_deltas(path: str) -> bool:

@@ -4,6 +4,16 @@ An object key has 2 segments (`session/object`, the seed's form) or 3
 (`app/session/object`, flamepy 0.6). A namespace has 1 or 2. Segments map
 one-to-one onto directory and file names, so the grammar is what keeps a key
 from escaping the storage root or naming something we could not read back.
+
+It also keeps the mapping injective. A key's last segment (its object id)
+names files (`<id>.arrow`, the folder `<id>.deltas/`); every other segment
+names a folder (`<seg>/`). So, by construction:
+- no segment begins with '.': the server's own names (temporary files, the
+  quarantine) all do, so no key can be one of them;
+- a folder segment never ends in '.arrow' or '.deltas': it would be the
+  file, or the patches folder, of the object one level up;
+- an object id is at most 248 bytes, so `<id>.deltas` fits a file name.
+Two keys, or a key and a name of the server's, never share a path.
 """
 
 from __future__ import annotations
@@ -11,11 +21,16 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flame_cache.store.errors import InvalidArgument
 
-MAX_SEGMENT_BYTES = 255
+MAX_SEGMENT_BYTES = 255  # a file name's limit on Linux file systems
+OBJECT_SUFFIX = ".arrow"  # <id>.arrow: an object's base
+DELTAS_SUFFIX = ".deltas"  # <id>.deltas/: its patches
+RESERVED_PREFIX = "."  # every name the server makes for itself begins with it
+MAX_OBJECT_ID_BYTES = MAX_SEGMENT_BYTES - len(DELTAS_SUFFIX)
 WILDCARD = "*"
 _FORBIDDEN = frozenset("/\\:\0")
 # Characters that make a key print as another one (Trojan-source tricks):
@@ -35,8 +50,8 @@ _PLAIN_SEGMENT = re.compile(r"[\x20-\x2e\x30-\x39\x3b-\x5b\x5d-\x7e]{1,%d}" % MA
 
 def check_segment(segment: str, *, what: str = "segment") -> str:
     """Return `segment` if it may be part of a key, else raise InvalidArgument."""
-    if isinstance(segment, str) and _PLAIN_SEGMENT.fullmatch(segment) and segment not in (".", "..", WILDCARD):
-        return segment
+    if isinstance(segment, str) and _PLAIN_SEGMENT.fullmatch(segment) and segment[0] != RESERVED_PREFIX:
+        return segment if segment != WILDCARD else _refuse_wildcard(what)
     if not segment:
         raise InvalidArgument(f"empty {what}: keys are 'session/object' or 'app/session/object'")
     if segment in (".", ".."):
@@ -50,12 +65,63 @@ def check_segment(segment: str, *, what: str = "segment") -> str:
             f"{what} {segment!r} contains the forbidden character {bad!r}{f' ({name})' if name else ''}"
         )
     if segment == WILDCARD:
-        raise InvalidArgument(f"{what} '*' is only allowed as 'app/*' in a delete or listing")
+        _refuse_wildcard(what)
     try:
         segment.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidArgument(f"{what} {segment!r} is not valid UTF-8") from None
+    if segment.startswith(RESERVED_PREFIX):
+        raise InvalidArgument(
+            f"{what} {shorten(segment, 64)} begins with '.', which is reserved for the server's own files "
+            "(temporary files, the quarantine)"
+        )
     return segment
+
+
+def _refuse_wildcard(what: str) -> str:
+    raise InvalidArgument(f"{what} '*' is only allowed as 'app/*' in a delete or listing")
+
+
+def check_folder_segment(segment: str, *, what: str = "segment") -> str:
+    """`check_segment` for a segment that names a folder: a namespace's, or
+    any but a key's last. Raises InvalidArgument naming the segment and rule."""
+    check_segment(segment, what=what)
+    for suffix, role in ((OBJECT_SUFFIX, "an object's file"), (DELTAS_SUFFIX, "an object's patches folder")):
+        if segment.endswith(suffix):
+            raise InvalidArgument(
+                f"{what} {shorten(segment, 64)} names a folder and ends in {suffix!r}, which is reserved for "
+                f"{role}; only an object id (a key's last segment) may end so"
+            )
+    return segment
+
+
+def check_object_id(segment: str, *, what: str = "object id") -> str:
+    """`check_segment` for a key's last segment, whose files add a suffix."""
+    check_segment(segment, what=what)
+    if len(segment.encode("utf-8")) > MAX_OBJECT_ID_BYTES:
+        raise InvalidArgument(
+            f"{what} {shorten(segment, 64)} is longer than {MAX_OBJECT_ID_BYTES} bytes: its file names "
+            f"add {DELTAS_SUFFIX!r} and must fit in {MAX_SEGMENT_BYTES} bytes"
+        )
+    return segment
+
+
+def is_folder_segment(name: str) -> bool:
+    """True if `name` may be a folder of the storage layout (start-up scan)."""
+    return _holds(check_folder_segment, name)
+
+
+def is_object_id(name: str) -> bool:
+    """True if `name` may be an object id (start-up scan)."""
+    return _holds(check_object_id, name)
+
+
+def _holds(check: Callable[[str], str], name: str) -> bool:
+    try:
+        check(name)
+    except InvalidArgument:
+        return False
+    return True
 
 
 def shorten(text: str, limit: int = 200) -> str:
@@ -64,14 +130,17 @@ def shorten(text: str, limit: int = 200) -> str:
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def _segments(text: str, what: str, counts: tuple[int, ...], shape: str) -> tuple[str, ...]:
+def _segments(text: str, what: str, counts: tuple[int, ...], shape: str, last: Callable[..., str]) -> tuple[str, ...]:
+    """The segments of `text`: all but the last name folders, and `last`
+    checks the last for its role (object id, folder, or either)."""
     if not isinstance(text, str):
         raise InvalidArgument(f"{what} must be text, got {type(text).__name__}")
     parts = text.split("/")
     if len(parts) not in counts:
         raise InvalidArgument(f"{what} {shorten(text)} has {len(parts)} segment(s); expected {shape}")
-    for part in parts:
-        check_segment(part, what=f"{what} segment")
+    for part in parts[:-1]:
+        check_folder_segment(part, what=f"{what} segment")
+    last(parts[-1], what=f"{what} segment")
     return tuple(parts)
 
 
@@ -91,7 +160,7 @@ class ObjectKey(_Path):
 
     @classmethod
     def parse(cls, text: str) -> ObjectKey:
-        return cls(_segments(text, "object key", (2, 3), "'session/object' or 'app/session/object'"))
+        return cls(_segments(text, "object key", (2, 3), "'session/object' or 'app/session/object'", check_object_id))
 
     @property
     def object_id(self) -> str:
@@ -106,7 +175,7 @@ class Namespace(_Path):
 
     @classmethod
     def parse(cls, text: str) -> Namespace:
-        return cls(_segments(text, "namespace", (1, 2), "'session' or 'app/session'"))
+        return cls(_segments(text, "namespace", (1, 2), "'session' or 'app/session'", check_folder_segment))
 
     def new_key(self) -> ObjectKey:
         return ObjectKey((*self.segments, str(uuid.uuid4())))
@@ -117,7 +186,8 @@ class Selector(_Path):
     """What a delete or listing covers: everything at or below `segments`.
 
     Parsed from an object key, a namespace, `app/*` (every session of app), or
-    the empty string (everything; listings only).
+    the empty string (everything; listings only). Its last segment may be
+    an object id or a folder, so only the others are held to the folder rules.
     """
 
     segments: tuple[str, ...]
@@ -128,9 +198,15 @@ class Selector(_Path):
             return cls(())
         if isinstance(text, str) and text.endswith("/" + WILDCARD) and text.count("/") == 1:
             text = text[: -len(WILDCARD) - 1]
-        return cls(_segments(text, "selector", (1, 2, 3), "a key, a namespace or 'app/*'"))
+        return cls(_segments(text, "selector", (1, 2, 3), "a key, a namespace or 'app/*'", check_segment))
 
     def covers(self, key: ObjectKey | tuple[str, ...]) -> bool:
         """True for a key (or a key's segments) at or below this selector."""
         segments = key if isinstance(key, tuple) else key.segments
         return segments[: len(self.segments)] == self.segments
+
+    @property
+    def names_folder(self) -> bool:
+        """True if the selector can name a folder (a namespace or `app/*`):
+        what lies below it is then covered too."""
+        return len(self.segments) < 3 and all(map(is_folder_segment, self.segments))
