@@ -1,10 +1,16 @@
-"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, and HEALTH / STATS."""
+"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, and HEALTH / STATS.
+
+A body is bounded by its length before it is decoded: a seed PUT's base64 is
+checked against the maximum object size from its length alone, and decoded
+in place, without copies of a body that may be gigabytes long.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,6 +18,7 @@ import pyarrow as pa
 
 from flame_cache.flight.requests import decode_utf8
 from flame_cache.store import InvalidArgument, ObjectInfo, Store
+from flame_cache.store.limits import MAX_KEY_BYTES, WriteLimits
 
 
 @dataclass(frozen=True)
@@ -20,29 +27,29 @@ class ActionContext:
     advertised: str
 
 
-Handler = Callable[[ActionContext, bytes], bytes]
+Handler = Callable[[ActionContext, memoryview], bytes]
 
 
-def delete(ctx: ActionContext, body: bytes) -> bytes:
+def delete(ctx: ActionContext, body: memoryview) -> bytes:
     ctx.store.delete(decode_utf8(body, "DELETE body"))
     return b"OK"
 
 
-def seed_put(ctx: ActionContext, body: bytes) -> bytes:
-    namespace, data = _split_seed_body(body, "PUT", "<session>:<base64 data>")
+def seed_put(ctx: ActionContext, body: memoryview) -> bytes:
+    namespace, data = _split_seed_body(body, "PUT", "<session>:<base64 data>", ctx.store.write_limits)
     return _seed_reply(ctx, ctx.store.create(namespace, data))
 
 
-def seed_update(ctx: ActionContext, body: bytes) -> bytes:
-    key, data = _split_seed_body(body, "UPDATE", "<key>:<base64 data>")
+def seed_update(ctx: ActionContext, body: memoryview) -> bytes:
+    key, data = _split_seed_body(body, "UPDATE", "<key>:<base64 data>", ctx.store.write_limits)
     return _seed_reply(ctx, ctx.store.replace(key, data))
 
 
-def health(ctx: ActionContext, body: bytes) -> bytes:
+def health(ctx: ActionContext, body: memoryview) -> bytes:
     return json.dumps({"status": "ok", **ctx.store.stats()}).encode()
 
 
-def stats(ctx: ActionContext, body: bytes) -> bytes:
+def stats(ctx: ActionContext, body: memoryview) -> bytes:
     return json.dumps({**ctx.store.stats(), "persistent": ctx.store.persistent}).encode()
 
 
@@ -55,16 +62,38 @@ ACTIONS: dict[str, tuple[Handler, str]] = {
 }
 
 
-def _split_seed_body(body: bytes, action: str, shape: str) -> tuple[str, pa.Buffer]:
-    text = decode_utf8(body, f"{action} body")
-    name, sep, encoded = text.partition(":")
-    if not sep:
-        raise InvalidArgument(f"{action} body must be {shape!r}; no ':' found")
+def _split_seed_body(
+    body: bytes | memoryview, action: str, shape: str, limits: WriteLimits = WriteLimits()
+) -> tuple[str, pa.Buffer]:
+    """`<name>:<base64>`: the name, and the data decoded once its size is
+    known to fit `limits` (InvalidArgument or ObjectTooLarge, naming the action)."""
+    body = memoryview(body)
+    head = bytes(body[: MAX_KEY_BYTES + 1])
+    colon = head.find(b":")
+    if colon < 0:
+        raise InvalidArgument(f"{action} body must be {shape!r}; no ':' found in its first {len(head)} bytes")
+    name = decode_utf8(head[:colon], f"{action} body's name")
+    encoded = body[colon + 1 :]
+    limits.check_size(name, _decoded_size(encoded), what=f" ({action} action)")
     try:
-        data = base64.b64decode(encoded, validate=True)
+        data = _b64decode(encoded)
     except (binascii.Error, ValueError):
         raise InvalidArgument(f"{action} body: the data after ':' is not valid base64") from None
     return name, pa.py_buffer(data)
+
+
+def _decoded_size(encoded: memoryview) -> int:
+    """The bytes that valid base64 of this length decodes to (no decoding)."""
+    padding = bytes(encoded[-2:]).count(b"=") if len(encoded) % 4 == 0 else 0
+    return len(encoded) // 4 * 3 - padding
+
+
+def _b64decode(encoded: memoryview) -> bytes:
+    """Strict base64, decoded from the body in place (Python 3.11+); older
+    Pythons copy it first."""
+    if sys.version_info >= (3, 11):
+        return binascii.a2b_base64(encoded, strict_mode=True)
+    return base64.b64decode(bytes(encoded), validate=True)
 
 
 def _seed_reply(ctx: ActionContext, info: ObjectInfo) -> bytes:

@@ -9,6 +9,12 @@ Tickets (SPEC 4.2), all UTF-8:
                                objects over 2 GiB fit in gRPC messages
 
 `:` can never be part of a key, so the forms cannot be confused.
+
+Every field is bounded by its length before it is decoded: a client may send
+a gigabyte where a key belongs, and decoding it would cost several times that.
+The bound, MAX_FIELD_BYTES, is far above the longest valid field (a ticket
+is at most 796 bytes), so a field that is merely wrong gets the grammar's own
+message, naming what is wrong with it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from flame_cache.store.objects import MAX_VERSION
 CHUNKED_PREFIX = "chunked:"
 CHUNK_BYTES = 4 * 1024 * 1024
 PATCH_PREFIX = "PATCH:"
+MAX_FIELD_BYTES = 64 * 1024  # a ticket, command, path, criteria or action name
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +48,19 @@ class PutRequest:
     patch: bool
 
 
-def decode_utf8(raw: bytes, what: str) -> str:
+def check_length(size: int, what: str, limit: int = MAX_FIELD_BYTES) -> None:
+    if size > limit:
+        raise InvalidArgument(f"{what} is {size} bytes, far longer than it can be (read at most {limit} bytes)")
+
+
+def decode_utf8(raw: bytes | memoryview, what: str, limit: int = MAX_FIELD_BYTES) -> str:
+    """`raw` as text, if at most `limit` bytes of UTF-8; else InvalidArgument,
+    raised before anything is decoded or copied."""
+    check_length(len(raw), what, limit)
     try:
-        return raw.decode("utf-8")
+        return bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidArgument(f"{what} is not valid UTF-8: {raw[:64]!r}") from None
+        raise InvalidArgument(f"{what} is not valid UTF-8: {bytes(raw[:64])!r}") from None
 
 
 def parse_ticket(raw: bytes) -> GetRequest:
@@ -84,7 +99,9 @@ def path_of(descriptor: flight.FlightDescriptor) -> str:
     """A PATH descriptor's elements joined with '/'."""
     if descriptor.descriptor_type != flight.DescriptorType.PATH:
         raise InvalidArgument("expected a PATH descriptor naming an object key")
-    parts = [decode_utf8(p if isinstance(p, bytes) else p.encode(), "descriptor path") for p in descriptor.path]
+    raw = [p if isinstance(p, bytes) else p.encode() for p in descriptor.path]
+    check_length(sum(map(len, raw)), "the descriptor path")
+    parts = [decode_utf8(p, "descriptor path") for p in raw]
     if not parts:
         raise InvalidArgument("the descriptor path is empty")
     return "/".join(parts)

@@ -108,7 +108,7 @@ class CacheFlightServer(flight.FlightServerBase):
         if entry is None:
             raise NotImplementedError(f"unknown action {action.type!r}; ListActions lists: {', '.join(ACTIONS)}")
         handler, _ = entry
-        body = action.body.to_pybytes() if action.body is not None else b""
+        body = memoryview(action.body) if action.body is not None else memoryview(b"")  # no copy
         return [flight.Result(pa.py_buffer(handler(self._actions, body)))]
 
     def list_actions(self, context):
