@@ -385,3 +385,39 @@ def test_grpcs_endpoint_is_advertised_as_grpc_tls(tmp_path: Path):
     config = load_config(path, env={})
     assert config.tls is not None and config.tls.cert_file == cert
     assert advertised_endpoint(config) == "grpc+tls://127.0.0.1:9443"
+
+
+# -- unknown keys ------------------------------------------------------------
+
+
+def test_unknown_keys_are_reported_with_the_nearest_known_one(tmp_path: Path):
+    path = write_yaml(
+        tmp_path / "c.yaml",
+        {"cluster": {"name": "x"}, "cache": {"endpont": "grpc://h:1", "eviction": {"max_memry": "1G"}, "zzz": 1}},
+    )
+    warnings = load_config(path, env={}).warnings
+    assert warnings == (
+        f"unknown configuration key cache.endpont in {path} (did you mean cache.endpoint?); it is ignored",
+        f"unknown configuration key cache.eviction.max_memry in {path} (did you mean cache.eviction.max_memory?); "
+        "it is ignored",
+        f"unknown configuration key cache.zzz in {path}; it is ignored",
+    )
+
+
+def test_every_documented_key_is_known(tmp_path: Path):
+    """The README's example configuration raises no warning."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\ncache:\n", 1)[1].split("```", 1)[0]
+    document = yaml.safe_load("cache:\n" + example)
+    document["cache"]["tls"] = {}  # its files do not exist here
+    document["cache"]["endpoint"] = "grpc://127.0.0.1:9090"
+    assert load_config(write_yaml(tmp_path / "c.yaml", document), env={}).warnings == ()
+
+
+def test_the_server_starts_and_logs_an_unknown_key(make_server):
+    server = make_server(capcity="32M", eviction={"polcy": "lru"})
+    with server.client() as client:
+        assert list(client.list_flights()) == []
+    log = server.log()
+    assert "WARNING" in log and "unknown configuration key cache.capcity" in log
+    assert "unknown configuration key cache.eviction.polcy" in log and "did you mean cache.eviction.policy?" in log

@@ -1,14 +1,18 @@
 """The `cache:` section of flame-cluster.yaml, environment overrides, defaults (SPEC 6).
 
 Precedence: environment variable > config file > built-in default. Every bad
-value stops start-up with a message naming the key and the value.
+value stops start-up with a message naming the key and the value. A key that
+nothing reads (a typo such as `capcity`) is reported at start-up with the
+nearest known key: a warning, not an error, so a file shared with upstream's
+server, whose keys may differ from ours, still starts.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -87,6 +91,7 @@ class Config:
     max_object_size: int | None = None  # cache.limits.max_object_size; None: no limit
     max_key_bytes: int = MAX_KEY_BYTES  # cache.limits.max_key_bytes
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # seconds in-flight requests get on SIGTERM
+    warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
@@ -96,7 +101,47 @@ def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -
         value = env.get(variable)
         if value is not None and (value != "" or dotted in EMPTY_MEANS_OFF):
             _set_dotted(section, dotted, value)
-    return _build(section, source, env.get("FLAME_HOME") or None)
+    read = _Read(section, "cache.", set())
+    config = _build(read, source, env.get("FLAME_HOME") or None)
+    unknown = [_unknown_key(dotted, read.asked, source) for dotted in _dotted_keys(section, "cache.")]
+    return replace(config, warnings=tuple(w for w in unknown if w))
+
+
+class _Read(dict):
+    """A config mapping that records each key the builder asks for (`asked`,
+    dotted), so that what nobody asked for can be reported."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str, asked: set[str]) -> None:
+        super().__init__(data)
+        self.prefix, self.asked = prefix, asked
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(self.prefix + key)
+        value = super().get(key, default)
+        return _Read(value, f"{self.prefix}{key}.", self.asked) if isinstance(value, dict) else value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key) if key in self else super().__getitem__(key)
+
+
+def _dotted_keys(section: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    """Every leaf key of the section, dotted (a mapping's own key too)."""
+    for key, value in section.items():
+        yield f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _dotted_keys(value, f"{prefix}{key}.")
+
+
+def _unknown_key(dotted: str, asked: set[str], source: str) -> str | None:
+    if dotted in asked:
+        return None
+    parent = dotted.rpartition(".")[0]
+    if parent != "cache" and parent not in asked:
+        return None  # reported with its parent
+    siblings = {known.rpartition(".")[2]: known for known in asked if known.rpartition(".")[0] == parent}
+    nearest = difflib.get_close_matches(dotted.rpartition(".")[2], sorted(siblings), n=1)
+    hint = f" (did you mean {siblings[nearest[0]]}?)" if nearest else ""
+    return f"unknown configuration key {dotted} in {source}{hint}; it is ignored"
 
 
 def _read_section(path: Path | None) -> tuple[dict[str, Any], str]:

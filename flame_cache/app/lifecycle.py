@@ -60,6 +60,8 @@ def run(config: Config) -> None:
     with EXIT_FORCED if requests outlast `cache.shutdown_timeout`)."""
     signals = StopSignals().install()  # first: a signal during start-up then stops cleanly too
     log.info("configuration: %s", config.source)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     if config.storage is None:
         log.warning("storage: none (memory only): objects are lost on restart and on eviction")
     else:
