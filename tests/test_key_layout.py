@@ -178,3 +178,18 @@ def test_the_longest_object_id_is_stored_patched_and_survives_a_restart(server):
     server.restart()
     with server.client() as client:
         assert rows(get(client, key)) == [(1, "base", b"L"), (2, "patch", b"P")]
+
+
+def test_the_longest_object_id_can_be_set_aside_when_damaged(tmp_path: Path):
+    """The quarantine adds a time stamp to the file name: it must still fit."""
+    key = "q/s/" + "d" * MAX_OBJECT_ID_BYTES
+    store = Store(tmp_path)
+    store.put_stream(key, pa.py_buffer(b"base"))
+    store.patch(key, pa.py_buffer(b"patch"))
+    base = store.layout.base_path(ObjectKey.parse(key))
+    base.write_bytes(base.read_bytes()[:-10])  # cut short, as by a power loss
+    restarted = Store(tmp_path)
+    assert restarted.check_disk() == [key]
+    set_aside = sorted(p.name for p in (tmp_path / QUARANTINE / "q" / "s").iterdir())
+    assert len(set_aside) == 2 and set_aside[1] == set_aside[0] + ".deltas"
+    assert not base.exists() and restarted.list() == []

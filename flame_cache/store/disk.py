@@ -320,8 +320,8 @@ class Layout:
         """Move a damaged object aside, under `.quarantine/`, keeping its path;
         None if the disk refused (it is then refused again on each read)."""
         target = self.root.joinpath(QUARANTINE, *key.segments[:-1])
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        moved = target / f"{key.object_id}{SUFFIX}.{stamp}-{uuid.uuid4().hex[:8]}"
+        tail = f"{SUFFIX}.{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        moved = target / f"{_cut(key.object_id, MAX_SEGMENT_BYTES - len(tail) - len(DELTAS_SUFFIX))}{tail}"
         try:
             target.mkdir(parents=True, exist_ok=True)
             for source, dest in ((self.base_path(key), moved), (self.deltas_dir(key), Path(f"{moved}{DELTAS_SUFFIX}"))):
@@ -421,9 +421,13 @@ def temp_name(name: str) -> str:
     there for a reader of the folder. No key segment begins with '.', so no
     key can name one."""
     tail = f"{TEMP_MARK}{_TEMP_PREFIX}{next(_temp_numbers):016x}"
-    room = MAX_SEGMENT_BYTES - 1 - len(tail)
-    shown = name.encode("utf-8")[:room].decode("utf-8", "ignore")
-    return f".{shown}{tail}"
+    return f".{_cut(name, MAX_SEGMENT_BYTES - 1 - len(tail))}{tail}"
+
+
+def _cut(name: str, room: int) -> str:
+    """`name` cut to at most `room` bytes of UTF-8, at a character: for names
+    that add a suffix to a key's segment and must still fit a file name."""
+    return name.encode("utf-8")[:room].decode("utf-8", "ignore")
 
 
 _TEMP_PREFIX = secrets.token_hex(8)
