@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from flame_cache import __version__
 from flame_cache.http import health, listing, objects, page
 from flame_cache.http.context import Context
+from flame_cache.http.dates import DateHeaders
 from flame_cache.http.errors import install_error_handlers
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
 from flame_cache.http.targets import CheckTargets
@@ -30,4 +31,5 @@ def create_app(store: Store, advertised: str) -> FastAPI:
         app.include_router(module.router)
     app.add_middleware(CheckTargets)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(DateHeaders)  # outermost: every response gets a Date
     return app
