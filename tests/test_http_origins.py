@@ -207,3 +207,17 @@ def test_reads_from_another_origin_are_not_refused(http: httpx.Client) -> None:
     """Safe methods change nothing; the browser's same-origin policy keeps the answer from the other page."""
     put(http, "open/s1/o", b"x")
     assert http.get("/v1/objects/open/s1/o", headers={"Origin": "http://attacker.example"}).status_code == 200
+
+
+def test_default_allowed_hosts_name_loopback_the_bound_and_the_advertised_host() -> None:
+    from flame_cache.app.network import http_allowed_hosts, interface_addresses
+
+    one = load_config(None, env={"FLAME_CACHE_HTTP_ENDPOINT": "http://10.9.8.7:9091"})
+    assert http_allowed_hosts(one, "grpc://cache.internal:9090") == (
+        "localhost", "127.0.0.1", "::1", "10.9.8.7", "cache.internal",
+    )
+    every = load_config(None, env={"FLAME_CACHE_HTTP_ENDPOINT": "http://0.0.0.0:9091"})
+    assert set(interface_addresses().values()) <= set(http_allowed_hosts(every, "grpc://[fd00::1]:9090"))
+    assert "fd00::1" in http_allowed_hosts(every, "grpc://[fd00::1]:9090")
+    named = load_config(None, env={"FLAME_CACHE_HTTP_ALLOWED_HOSTS": "cache.example"})
+    assert http_allowed_hosts(named, "grpc://cache.internal:9090") == ("cache.example",)
