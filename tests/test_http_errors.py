@@ -485,7 +485,7 @@ def test_a_client_gone_mid_upload_changes_nothing(server: CacheServer, harmless:
     the connection stores nothing: no object, no temporary file, the old version kept."""
     logged = server.log().count(DISCONNECTED)
     target = cut.target.replace("{key}", KEY)
-    headers = {"Host": "cache", "Content-Type": RAW, **dict(cut.headers)}
+    headers = {"Host": f"127.0.0.1:{server.http_port}", "Content-Type": RAW, **dict(cut.headers)}
     with socket.create_connection(("127.0.0.1", server.http_port), timeout=60) as sock:
         sock.sendall(request_head(cut.method, target, headers) + cut.sent)
         if cut.streamed:

@@ -10,6 +10,7 @@ from pathlib import Path
 from flame_cache import __version__
 from flame_cache.app.config import ConfigError, load_config
 from flame_cache.app.lifecycle import StartupError, run
+from flame_cache.app.logs import configure_logging
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -27,9 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(args.log_level)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

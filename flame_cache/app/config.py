@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ ENV_KEYS = {
     "FLAME_CACHE_MAX_OBJECT_SIZE": "limits.max_object_size",
     "FLAME_CACHE_MAX_KEY_BYTES": "limits.max_key_bytes",
     "FLAME_CACHE_SHUTDOWN_TIMEOUT": "shutdown_timeout",
+    "FLAME_CACHE_HTTP_ALLOWED_HOSTS": "http.allowed_hosts",
 }
 
 
@@ -91,6 +93,7 @@ class Config:
     max_object_size: int | None = None  # cache.limits.max_object_size; None: no limit
     max_key_bytes: int = MAX_KEY_BYTES  # cache.limits.max_key_bytes
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # seconds in-flight requests get on SIGTERM
+    http_allowed_hosts: tuple[str, ...] | None = None  # cache.http.allowed_hosts; None: computed at start-up
     warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
@@ -194,7 +197,37 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         max_object_size=_optional_size("cache.limits.max_object_size", limits_section.get("max_object_size")),
         max_key_bytes=_key_bytes(limits_section.get("max_key_bytes", MAX_KEY_BYTES)),
         shutdown_timeout=_seconds("cache.shutdown_timeout", section.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
+        http_allowed_hosts=_allowed_hosts(http.get("allowed_hosts")),
     )
+
+
+# A host name or IP address, without scheme or port: `*` (any), `cache.internal`, `10.0.0.7`, `::1`.
+_HOST_NAME = re.compile(r"\*|[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|[0-9a-f:.]*:[0-9a-f:.]*")
+
+
+def _allowed_hosts(value: object) -> tuple[str, ...] | None:
+    """cache.http.allowed_hosts: a YAML list, or text with commas (the environment)."""
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"cache.http.allowed_hosts = {value!r} must be a list of host names")
+    hosts = []
+    for item in items:
+        host = str(item).strip().lower()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host:
+            continue
+        if _HOST_NAME.fullmatch(host) is None or (":" in host and host.count(":") < 2):
+            raise ConfigError(
+                f"cache.http.allowed_hosts: {item!r} is not a host name or address "
+                "(name hosts without scheme or port, as in cache.internal, 10.0.0.7, ::1 or '*')"
+            )
+        hosts.append(host)
+    if not hosts:
+        raise ConfigError(f"cache.http.allowed_hosts = {value!r} lists no host; use '*' to allow any")
+    return tuple(hosts)
 
 
 def _mapping(section: dict[str, Any], key: str) -> dict[str, Any]:

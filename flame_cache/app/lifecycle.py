@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flame_cache.app.config import Config
-from flame_cache.app.network import advertised_endpoint
+from flame_cache.app.network import advertised_endpoint, http_allowed_hosts
 from flame_cache.app.shutdown import EXIT_FORCED, StopSignals, exit_now, stop_within
 from flame_cache.flight import CacheFlightServer
 from flame_cache.http import HttpServer, create_app
@@ -46,7 +46,7 @@ def start_http(config: Config, store: Store, advertised: str) -> HttpServer | No
     if config.http_endpoint is None:
         log.info("HTTP mirror off (cache.http.endpoint is empty)")
         return None
-    app = create_app(store, advertised)
+    app = create_app(store, advertised, http_allowed_hosts(config, advertised))
     try:
         http = HttpServer(app, config.http_endpoint).start()
     except OSError as exc:

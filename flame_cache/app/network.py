@@ -15,6 +15,7 @@ import logging
 import re
 import socket
 import struct
+from urllib.parse import urlsplit
 
 from flame_cache.app.config import Config
 
@@ -63,3 +64,22 @@ def interface_addresses() -> dict[str, str]:
                 continue
             found[name] = socket.inet_ntoa(reply[20:24])
     return found
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def http_allowed_hosts(config: Config, advertised: str) -> tuple[str, ...]:
+    """The names the HTTP Host header may carry: `cache.http.allowed_hosts`
+    if set; else loopback names, the bound HTTP host (every interface's
+    IPv4 address when it binds all of them) and the advertised host."""
+    if config.http_allowed_hosts is not None:
+        return config.http_allowed_hosts
+    hosts = list(LOOPBACK_NAMES)
+    if config.http_endpoint is not None:
+        bound = config.http_endpoint.host
+        hosts += interface_addresses().values() if bound in WILDCARD_HOSTS else [bound]
+    advertised_host = urlsplit(advertised).hostname
+    if advertised_host:
+        hosts.append(advertised_host)
+    return tuple(dict.fromkeys(hosts))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from urllib.parse import urlsplit
+
 from fastapi import FastAPI
 
 from flame_cache import __version__
 from flame_cache.http import health, listing, objects, page
 from flame_cache.http.context import Context
+from flame_cache.http.dates import DateHeaders
 from flame_cache.http.errors import install_error_handlers
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
+from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts, SameOriginWrites
 from flame_cache.http.targets import CheckTargets
 from flame_cache.store import Store
 
@@ -19,15 +24,26 @@ Writes answer with flamepy's ObjectRef (`endpoint` is the Flight endpoint).
 """
 
 
-def create_app(store: Store, advertised: str) -> FastAPI:
-    """`advertised` is the Flight endpoint named in ObjectRefs. Limits
-    (object size, key length, deltas) are the store's own."""
+def create_app(store: Store, advertised: str, allowed_hosts: Collection[str] | None = None) -> FastAPI:
+    """`advertised` is the Flight endpoint named in ObjectRefs. `allowed_hosts`
+    are the names the Host header may carry (`*`: any); None means loopback
+    names and the advertised host. Limits (object size, key length, deltas)
+    are the store's own."""
     metrics = Metrics(store.usage)
     app = FastAPI(title="flame-cache", version=__version__, description=DESCRIPTION, redoc_url=None)
     app.state.context = Context(store, advertised, metrics)
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
+    # Added innermost first: a request meets DateHeaders, metrics, Host, Origin, then its target.
     app.add_middleware(CheckTargets)
+    app.add_middleware(SameOriginWrites)
+    app.add_middleware(AllowedHosts, hosts=default_hosts(advertised) if allowed_hosts is None else allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(DateHeaders)  # outermost: every response gets a Date
     return app
+
+
+def default_hosts(advertised: str) -> tuple[str, ...]:
+    """Loopback names and the host of the advertised Flight endpoint."""
+    return (*LOOPBACK_HOSTS, *filter(None, [urlsplit(advertised).hostname]))

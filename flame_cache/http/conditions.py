@@ -15,7 +15,7 @@ from flame_cache.store.objects import MAX_VERSION
 
 ANY = "*"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_ETAG = re.compile(r'(?:W/)?"([^"]*)"')
+_ETAG = re.compile(r'(W/)?"([^"]*)"')
 # One or more tags separated by commas; empty list elements are allowed (RFC 9110 5.6.1).
 _ETAG_LIST = re.compile(r'[\s,]*(?:W/)?"[^"]*"(?:\s*,[\s,]*(?:W/)?"[^"]*")*[\s,]*')
 
@@ -24,11 +24,14 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def parse_etags(header: str | None, name: str) -> list[int] | str | None:
-    """`*`, the versions listed (weak `W/` tags compare by value), or None
-    if the header is absent. Tags that are not versions match nothing. A
-    header that is not `*` or a list of quoted tags (RFC 9110: `"7", W/"8"`)
-    is refused (400) naming header `name`, rather than guessed at."""
+def parse_etags(header: str | None, name: str, *, strong: bool = False) -> list[int] | str | None:
+    """`*`, the versions listed, or None if the header is absent.
+
+    RFC 9110 13.1: If-None-Match compares weakly (`W/"7"` names version 7);
+    If-Match and If-Range compare strongly (`strong=True`): a weak tag never
+    matches there, so it is dropped. Tags that are not versions match
+    nothing. Raises InvalidArgument (400) naming header `name` if the header
+    is not `*` or a list of quoted tags (`"7", W/"8"`), rather than guess."""
     if header is None:
         return None
     if header.strip() == ANY:
@@ -38,15 +41,24 @@ def parse_etags(header: str | None, name: str) -> list[int] | str | None:
             f"{name} {shorten(header, 100)} is not '*' or a list of quoted ETags; "
             'ETags are versions in double quotes, as in "7"'
         )
-    tags = [_number(tag) for tag in _ETAG.findall(header) if tag.isascii() and tag.isdigit()]
+    tags = [
+        _number(tag)
+        for weak, tag in _ETAG.findall(header)
+        if not (strong and weak) and tag.isascii() and tag.isdigit()
+    ]
     return [tag for tag in tags if tag <= MAX_VERSION]
+
+
+def has_weak_tag(header: str | None) -> bool:
+    """The header lists a weak tag (`W/"7"`), which If-Match never matches."""
+    return header is not None and any(weak for weak, _ in _ETAG.findall(header))
 
 
 def if_range_holds(header: str, version: int) -> bool:
     """If-Range names the current version (an HTTP-date, or anything else,
     does not: then the whole body is sent, as RFC 9110 says)."""
     try:
-        return matches(parse_etags(header, "If-Range"), version)
+        return matches(parse_etags(header, "If-Range", strong=True), version)
     except InvalidArgument:
         return False
 

@@ -76,7 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def cache_error(request: Request, exc: CacheError) -> JSONResponse:
         status, code = status_of(exc)
         headers = {"ETag": etag(exc.current)} if isinstance(exc, VersionConflict) and exc.current else None
-        log.info("%s %s refused (%d): %s", request.method, request.url.path, status, exc)
+        log.info("%s %s refused (%d): %s", request.method, request.scope["path"], status, exc)
         if status == 404:
             request.app.state.context.metrics.miss()
         return error_response(status, code, str(exc), headers)
@@ -103,7 +103,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
         log.info(
-            "%s %s: the client disconnected during the upload; nothing was stored", request.method, request.url.path
+            "%s %s: the client disconnected during the upload; nothing was stored",
+            request.method,
+            request.scope["path"],
         )
         return error_response(400, "client_disconnected", "the client disconnected before the body was complete")
 

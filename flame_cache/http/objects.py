@@ -34,6 +34,7 @@ from flame_cache.http.conditions import (
     ANY,
     Unsatisfiable,
     etag,
+    has_weak_tag,
     if_range_holds,
     matches,
     parse_etags,
@@ -349,15 +350,13 @@ def _write_condition(
         if parse_etags(if_none_match, "If-None-Match") != ANY:
             raise HttpError(400, "bad_request", "on a write, If-None-Match may only be '*' (create, never replace)")
         return 0, False
-    tags = parse_etags(if_match, "If-Match")
+    tags = parse_etags(if_match, "If-Match", strong=True)
     if tags is None:
         return None, False
     if tags == ANY:
         return None, True
     if not tags:
-        raise HttpError(
-            412, "precondition_failed", f'If-Match {shorten(if_match or "")} names no version (ETags are versions: "7")'
-        )
+        raise HttpError(412, "precondition_failed", _names_no_version(if_match or ""))
     if len(tags) == 1:
         return tags[0], True
     try:
@@ -365,6 +364,14 @@ def _write_condition(
     except ObjectNotFound:
         current = 0
     return (current if current in tags else tags[0]), True  # the store checks again under the key's lock
+
+
+def _names_no_version(if_match: str) -> str:
+    """Why an If-Match without a usable tag failed."""
+    message = f'If-Match {shorten(if_match)} names no version (ETags are versions: "7")'
+    if has_weak_tag(if_match):
+        message += '; a weak tag (W/"7") never matches in If-Match, which compares strongly (RFC 9110 13.1.1)'
+    return message
 
 
 def _ref(ctx: Context, info: ObjectInfo, status: int) -> JSONResponse:

@@ -31,6 +31,7 @@ class HttpServer:
             lifespan="off",
             log_config=None,  # the process's logging, as configured by the CLI
             access_log=False,
+            date_header=False,  # DateHeaders sends Date, so Last-Modified is never later
             timeout_graceful_shutdown=int(GRACE),
         )
         self.server = uvicorn.Server(self.config)
