@@ -11,6 +11,7 @@ from flame_cache.app.shutdown import EXIT_FORCED, StopSignals, exit_now, stop_wi
 from flame_cache.flight import CacheFlightServer
 from flame_cache.http import HttpServer, create_app
 from flame_cache.http.protocol import ConnectionLimits
+from flame_cache.http.server import BACKLOG as HTTP_BACKLOG
 from flame_cache.store import Store
 
 log = logging.getLogger("flame_cache")
@@ -68,11 +69,14 @@ def check_open_files(config: Config) -> None:
     (gRPC) has no connection limit pyarrow can set: the descriptors HTTP
     leaves are what keeps Flight and the storage files working."""
     limit = raise_open_file_limit()
-    if limit is not None and config.http_endpoint is not None and config.http_max_connections > limit // 2:
+    burst = 2 * HTTP_BACKLOG  # connections accepted before they count against the limit
+    if limit is not None and config.http_endpoint is not None and config.http_max_connections + burst > limit // 2:
         log.warning(
-            "cache.http.max_connections = %d is more than half the open-file limit (%d): idle HTTP "
-            "connections can leave Flight and the storage files without descriptors",
+            "cache.http.max_connections = %d, plus up to %d connections being accepted, is more than half "
+            "the open-file limit (%d): idle HTTP connections can leave Flight and the storage files "
+            "without descriptors",
             config.http_max_connections,
+            burst,
             limit,
         )
 

@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("flame_cache.http")
 
-MAX_REQUEST_LINE = 16 * 1024  # bytes; a key is at most 767 bytes, 2,301 percent-encoded
+MAX_REQUEST_LINE = 32 * 1024  # bytes; keys are at most 767 (2,301 percent-encoded); longer lines reach the routes, which name the bad segment
 DEFAULT_MAX_HEAD = 64 * 1024  # bytes of request line and headers together
 LINGER = 2.0  # seconds a refused connection's remaining input is drained
 

@@ -26,6 +26,10 @@ from flame_cache.http.protocol import ConnectionLimits, guarded_protocol
 
 log = logging.getLogger(__name__)
 GRACE = 10.0
+# Pending connections the kernel queues, and the most asyncio accepts in one
+# go, before any of them counts against max_connections: up to twice this
+# many descriptors above max_connections, for a moment (nginx's default).
+BACKLOG = 511
 # accept() fails with these when the process or the system is out of descriptors or memory.
 OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -53,7 +57,8 @@ class _Server(uvicorn.Server):
                 exc.strerror or exc,
             )
             return
-        if self.throttled.log(logging.ERROR, "loop", "HTTP event loop: %s", context.get("message", "error")):
+        message = str(context.get("message", "error"))
+        if self.throttled.log(logging.ERROR, f"loop-{message}", "HTTP event loop: %s", message):
             loop.default_exception_handler(context)
 
 
@@ -77,6 +82,7 @@ class HttpServer:
             log_config=None,  # the process's logging, as configured by the CLI
             access_log=False,
             timeout_graceful_shutdown=int(GRACE),
+            backlog=BACKLOG,
         )
         self.server = _Server(self.config, throttled)
         self._thread: threading.Thread | None = None
