@@ -38,10 +38,21 @@ def clean_env(**extra: str) -> dict[str, str]:
 class CacheServer:
     """One flame-cache process. `storage` None means `storage: none`.
 
-    `with_http=True` also serves the HTTP mirror on a free port, at `http_url`.
+    `with_http=True` also serves the HTTP mirror on a free port, at `http_url`;
+    `http` (a mapping) adds keys of `cache.http` beside its endpoint.
+    `open_files=(soft, hard)` starts the process with that RLIMIT_NOFILE.
     """
 
-    def __init__(self, workdir: Path, storage: Path | None, *, with_http: bool = False, **cache: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        storage: Path | None,
+        *,
+        with_http: bool = False,
+        http: dict[str, Any] | None = None,
+        open_files: tuple[int, int] | None = None,
+        **cache: Any,
+    ) -> None:
         self.workdir = workdir
         self.storage = storage
         self.port = free_port()
@@ -51,9 +62,10 @@ class CacheServer:
         self.cache = {
             "endpoint": self.endpoint,
             "storage": str(storage) if storage is not None else "none",
-            "http": {"endpoint": self.http_url or ""},
+            "http": {"endpoint": self.http_url or "", **(http or {})},
             **cache,
         }
+        self.open_files = open_files
         self.config_path = workdir / f"flame-cluster-{self.port}.yaml"
         self.log_path = workdir / f"server-{self.port}.log"
         self.process: subprocess.Popen | None = None
@@ -67,9 +79,15 @@ class CacheServer:
             stderr=subprocess.STDOUT,
             env=clean_env(),
             cwd=self.workdir,
+            preexec_fn=self._limit_open_files if self.open_files else None,
         )
         self._wait_ready(timeout)
         return self
+
+    def _limit_open_files(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -30,6 +30,8 @@ DEFAULT_CONFIG = Path("~/.flame/flame-cluster.yaml")
 DEFAULT_STORAGE = Path("~/.flame/cache")
 DEFAULT_DISK_MAX_MEMORY = 1 << 30
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # under Kubernetes' default 30 s grace period
+DEFAULT_HTTP_HEADER_TIMEOUT = 10.0  # seconds for a connection to send its request head
+DEFAULT_HTTP_MAX_CONNECTIONS = 1024
 MIN_KEY_BYTES = 3  # 's/o'
 FLIGHT_SCHEMES = {"grpc": "grpc", "grpc+tcp": "grpc", "grpc+tls": "grpc+tls", "grpcs": "grpc+tls"}
 
@@ -48,6 +50,8 @@ ENV_KEYS = {
     "FLAME_CACHE_MAX_KEY_BYTES": "limits.max_key_bytes",
     "FLAME_CACHE_SHUTDOWN_TIMEOUT": "shutdown_timeout",
     "FLAME_CACHE_HTTP_ALLOWED_HOSTS": "http.allowed_hosts",
+    "FLAME_CACHE_HTTP_HEADER_TIMEOUT": "http.header_timeout",
+    "FLAME_CACHE_HTTP_MAX_CONNECTIONS": "http.max_connections",
 }
 
 
@@ -94,6 +98,8 @@ class Config:
     max_key_bytes: int = MAX_KEY_BYTES  # cache.limits.max_key_bytes
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # seconds in-flight requests get on SIGTERM
     http_allowed_hosts: tuple[str, ...] | None = None  # cache.http.allowed_hosts; None: computed at start-up
+    http_header_timeout: float = DEFAULT_HTTP_HEADER_TIMEOUT  # cache.http.header_timeout
+    http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS  # cache.http.max_connections
     warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
@@ -198,6 +204,10 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         max_key_bytes=_key_bytes(limits_section.get("max_key_bytes", MAX_KEY_BYTES)),
         shutdown_timeout=_seconds("cache.shutdown_timeout", section.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
         http_allowed_hosts=_allowed_hosts(http.get("allowed_hosts")),
+        http_header_timeout=_seconds("cache.http.header_timeout", http.get("header_timeout", DEFAULT_HTTP_HEADER_TIMEOUT)),
+        http_max_connections=_positive_int(
+            "cache.http.max_connections", http.get("max_connections", DEFAULT_HTTP_MAX_CONNECTIONS)
+        ),
     )
 
 

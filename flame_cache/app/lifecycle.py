@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 
 from flame_cache.app.config import Config
+from flame_cache.app.fdlimit import raise_open_file_limit
 from flame_cache.app.network import advertised_endpoint, http_allowed_hosts
 from flame_cache.app.shutdown import EXIT_FORCED, StopSignals, exit_now, stop_within
 from flame_cache.flight import CacheFlightServer
 from flame_cache.http import HttpServer, create_app
+from flame_cache.http.protocol import ConnectionLimits
+from flame_cache.http.server import BACKLOG as HTTP_BACKLOG
 from flame_cache.store import Store
 
 log = logging.getLogger("flame_cache")
@@ -47,12 +50,35 @@ def start_http(config: Config, store: Store, advertised: str) -> HttpServer | No
         log.info("HTTP mirror off (cache.http.endpoint is empty)")
         return None
     app = create_app(store, advertised, http_allowed_hosts(config, advertised))
+    limits = ConnectionLimits(config.http_header_timeout, config.http_max_connections)
     try:
-        http = HttpServer(app, config.http_endpoint).start()
+        http = HttpServer(app, config.http_endpoint, limits).start()
     except OSError as exc:
         raise StartupError(f"cannot listen on {config.http_endpoint.uri} (is the port in use?): {exc.strerror or exc}") from None
     log.info("HTTP listening on %s (web page %s/, API docs %s/docs)", http.url, http.url, http.url)
+    log.info(
+        "HTTP connections: at most %d, each with %gs to send a request head",
+        limits.max_connections,
+        limits.header_timeout,
+    )
     return http
+
+
+def check_open_files(config: Config) -> None:
+    """Raise the open-file limit; warn if HTTP may take most of it. Flight
+    (gRPC) has no connection limit pyarrow can set: the descriptors HTTP
+    leaves are what keeps Flight and the storage files working."""
+    limit = raise_open_file_limit()
+    burst = 2 * HTTP_BACKLOG  # connections accepted before they count against the limit
+    if limit is not None and config.http_endpoint is not None and config.http_max_connections + burst > limit // 2:
+        log.warning(
+            "cache.http.max_connections = %d, plus up to %d connections being accepted, is more than half "
+            "the open-file limit (%d): idle HTTP connections can leave Flight and the storage files "
+            "without descriptors",
+            config.http_max_connections,
+            burst,
+            limit,
+        )
 
 
 def run(config: Config) -> None:
@@ -62,6 +88,7 @@ def run(config: Config) -> None:
     log.info("configuration: %s", config.source)
     for warning in config.warnings:
         log.warning("%s", warning)
+    check_open_files(config)
     if config.storage is None:
         log.warning("storage: none (memory only): objects are lost on restart and on eviction")
     else:

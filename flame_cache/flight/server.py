@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 
 
 class CacheFlightServer(flight.FlightServerBase):
-    """Serves one `Store`; `advertised` is the endpoint put in refs and infos."""
+    """Serves one `Store`; `advertised` is the endpoint put in refs and infos.
+
+    `server_options` are FlightServerBase's (TLS only, here): pyarrow exposes
+    no gRPC server arguments, so connection limits and idle timeouts cannot
+    be set for Flight; the process's open-file limit and HTTP's connection
+    limit are what keep descriptors for it.
+    """
 
     def __init__(self, store: Store, location: str, advertised: str, **server_options) -> None:
         super().__init__(location, **server_options)

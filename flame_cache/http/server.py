@@ -3,38 +3,89 @@
 The socket is bound before the thread starts, so a port in use fails
 start-up at once with the OS's reason. Signals stay with the main thread
 (uvicorn installs none off it); `stop` asks uvicorn to finish in-flight
-requests, waiting at most GRACE seconds.
+requests, waiting at most GRACE seconds. Connections are served by
+`protocol.GuardedH11Protocol` under `ConnectionLimits`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import socket
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from flame_cache.app.config import Endpoint
+from flame_cache.app.throttle import ThrottledLog
+from flame_cache.http.protocol import ConnectionLimits, guarded_protocol
 
 log = logging.getLogger(__name__)
 GRACE = 10.0
+# Pending connections the kernel queues, and the most asyncio accepts in one
+# go, before any of them counts against max_connections: up to twice this
+# many descriptors above max_connections, for a moment (nginx's default).
+BACKLOG = 511
+# accept() fails with these when the process or the system is out of descriptors or memory.
+OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with the loop's errors logged at a bounded rate."""
+
+    def __init__(self, config: uvicorn.Config, throttled: ThrottledLog) -> None:
+        super().__init__(config)
+        self.throttled = throttled
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(self._loop_error)
+        await super().startup(sockets)
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio reports a failed accept() once per waiting connection, with
+        a traceback, and retries a second later: one line per interval instead."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES:
+            self.throttled.log(
+                logging.ERROR,
+                f"accept-{exc.errno}",
+                "HTTP cannot accept connections: %s; retrying (see cache.http.max_connections and the open-file limit)",
+                exc.strerror or exc,
+            )
+            return
+        message = str(context.get("message", "error"))
+        if self.throttled.log(logging.ERROR, f"loop-{message}", "HTTP event loop: %s", message):
+            loop.default_exception_handler(context)
+
+
+def _not_uvicorn_invalid_request(record: logging.LogRecord) -> bool:
+    """uvicorn warns once per malformed request; the protocol logs those, throttled."""
+    return record.getMessage() != "Invalid HTTP request received."
+
+
+logging.getLogger("uvicorn.error").addFilter(_not_uvicorn_invalid_request)
 
 
 class HttpServer:
-    def __init__(self, app: FastAPI, endpoint: Endpoint) -> None:
+    def __init__(self, app: FastAPI, endpoint: Endpoint, limits: ConnectionLimits) -> None:
         self.endpoint = endpoint
+        self.limits = limits
+        throttled = ThrottledLog(log)
         self.config = uvicorn.Config(
             app,
-            http="h11",
+            http=guarded_protocol(limits, throttled),
             lifespan="off",
             log_config=None,  # the process's logging, as configured by the CLI
             access_log=False,
             date_header=False,  # DateHeaders sends Date, so Last-Modified is never later
             timeout_graceful_shutdown=int(GRACE),
+            backlog=BACKLOG,
         )
-        self.server = uvicorn.Server(self.config)
+        self.server = _Server(self.config, throttled)
         self._thread: threading.Thread | None = None
         self.port = endpoint.port
 
