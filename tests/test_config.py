@@ -409,6 +409,8 @@ def test_every_documented_key_is_known(tmp_path: Path):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     example = readme.split("```yaml\ncache:\n", 1)[1].split("```", 1)[0]
     document = yaml.safe_load("cache:\n" + example)
+    top_level = [line.split(":")[0] for line in example.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert len(top_level) == len(set(top_level)), f"a key is given twice: {top_level}"
     document["cache"]["tls"] = {}  # its files do not exist here
     document["cache"]["endpoint"] = "grpc://127.0.0.1:9090"
     assert load_config(write_yaml(tmp_path / "c.yaml", document), env={}).warnings == ()
