@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flame_cache.store import Limits, ObjectNotFound, Store
+from flame_cache.store import Eviction, ObjectNotFound, Store
 from tests.flight_client import MiB
 from tests.payloads import Ledger, make_payload, rows_problem
 from tests.protocols import FlightSide, HttpSide, PreconditionFailed, connect
@@ -302,7 +302,7 @@ def test_store_threads_get_unique_gapless_versions_and_whole_snapshots(tmp_path:
     if storage == "memory":
         store = Store(None)
     else:
-        store = Store(tmp_path, limits=Limits(max_objects=1))
+        store = Store(tmp_path, eviction=Eviction(max_objects=1))
     keys = [f"app/sess/k{i}" for i in range(3)]
     ledger = Ledger()
     for key in keys:

@@ -52,7 +52,7 @@ def test_defaults_run_on_a_laptop(empty_home: Path):
     assert config.storage == empty_home / ".flame" / "cache"
     assert config.advertise is None
     assert config.tls is None
-    assert config.limits.policy == "lru"
+    assert config.eviction.policy == "lru"
     assert advertised_endpoint(config) == "grpc://127.0.0.1:9090"
 
 
@@ -87,7 +87,7 @@ def test_cache_section_is_read_and_other_sections_are_ignored(tmp_path: Path):
     assert (config.endpoint.scheme, config.endpoint.host, config.endpoint.port) == ("grpc", "0.0.0.0", 9190)
     assert config.network_interface == "eth0"
     assert config.storage == tmp_path / "cache-data"
-    assert (config.limits.policy, config.limits.max_memory, config.limits.max_objects) == ("lru", 2 * GiB, 500)
+    assert (config.eviction.policy, config.eviction.max_memory, config.eviction.max_objects) == ("lru", 2 * GiB, 500)
     assert config.http_endpoint is not None and config.http_endpoint.uri == "http://0.0.0.0:9191"
     assert config.advertise == "grpc://cache.example.internal:9190"
     assert config.source == str(path)
@@ -109,7 +109,7 @@ def test_empty_http_endpoint_in_the_file_turns_http_off(tmp_path: Path):
 def test_max_memory_as_a_plain_yaml_number_is_bytes(tmp_path: Path):
     """`max_memory: 1048576` (a YAML integer) is a byte count."""
     path = write_yaml(tmp_path / "c.yaml", {"cache": {"eviction": {"max_memory": 1048576}}})
-    assert load_config(path, env={}).limits.max_memory == MiB
+    assert load_config(path, env={}).eviction.max_memory == MiB
 
 
 # -- environment overrides -------------------------------------------------
@@ -160,10 +160,10 @@ ENV_CASES = [
         lambda c: c.storage,
         Path("/opt/flame/cache"),
     ),
-    ("eviction-policy", {"FLAME_CACHE_EVICTION_POLICY": "none"}, lambda c: c.limits.policy, "none"),
-    ("max-memory", {"FLAME_CACHE_MAX_MEMORY": "512M"}, lambda c: c.limits.max_memory, 512 * MiB),
-    ("max-memory-fraction", {"FLAME_CACHE_MAX_MEMORY": "1.5G"}, lambda c: c.limits.max_memory, 3 * GiB // 2),
-    ("max-objects", {"FLAME_CACHE_MAX_OBJECTS": "2500"}, lambda c: c.limits.max_objects, 2500),
+    ("eviction-policy", {"FLAME_CACHE_EVICTION_POLICY": "none"}, lambda c: c.eviction.policy, "none"),
+    ("max-memory", {"FLAME_CACHE_MAX_MEMORY": "512M"}, lambda c: c.eviction.max_memory, 512 * MiB),
+    ("max-memory-fraction", {"FLAME_CACHE_MAX_MEMORY": "1.5G"}, lambda c: c.eviction.max_memory, 3 * GiB // 2),
+    ("max-objects", {"FLAME_CACHE_MAX_OBJECTS": "2500"}, lambda c: c.eviction.max_objects, 2500),
     ("http-endpoint", {"FLAME_CACHE_HTTP_ENDPOINT": "http://0.0.0.0:8081"}, _http, "http://0.0.0.0:8081"),
     ("http-endpoint-empty-turns-http-off", {"FLAME_CACHE_HTTP_ENDPOINT": ""}, _http, None),
     ("advertise", {"FLAME_CACHE_ADVERTISE": "grpc://cache.svc:9090"}, _advertise, "grpc://cache.svc:9090"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -431,3 +432,23 @@ def test_memory_only_storage_serves_large_bodies_too(make_server) -> None:
         assert http.get("/readyz").json()["persistent"] is False
     assert server.stop() == 0  # SIGTERM stops HTTP and Flight cleanly
     assert "HTTP listening on" in server.log() and server.log().rstrip().endswith("stopped")
+
+
+def test_health_means_the_same_on_both_protocols(make_server, tmp_path: Path) -> None:
+    """Flight's HEALTH action and /readyz ask the store the same question: with the
+    storage folder gone, both say not ready and why; back, both say ready."""
+    storage = tmp_path / "gone-storage"
+    server = make_server(storage, with_http=True)
+
+    def both() -> tuple[dict, int, dict]:
+        with server.client() as client:
+            (result,) = client.do_action(flight.Action("HEALTH", b""))
+        ready = httpx.get(f"{server.http_url}/readyz")
+        return json.loads(result.body.to_pybytes()), ready.status_code, ready.json()
+
+    flight_health, status, ready = both()
+    assert (flight_health["status"], status, ready["status"]) == ("ok", 200, "ready")
+    storage.rename(tmp_path / "moved-away")
+    flight_health, status, ready = both()
+    assert (flight_health["status"], status, ready["status"]) == ("not ready", 503, "not ready")
+    assert flight_health["reason"] == ready["reason"] and str(storage) in ready["reason"]

@@ -24,7 +24,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from flame_cache.store import (
     InvalidArgument,
     LimitExceeded,
-    Limits,
+    Eviction,
     ObjectNotFound,
     ReadMode,
     Store,
@@ -70,9 +70,9 @@ class StoreMachine(RuleBasedStateMachine):
         self.model: dict[str, Model] = {}
 
     def _open(self) -> Store:
-        limits = Limits(max_objects=2) if self.persistent else Limits()
+        eviction = Eviction(max_objects=2) if self.persistent else Eviction()
         return Store(
-            self.root, limits=limits, max_deltas=MAX_DELTAS, max_object_size=MAX_SIZE, max_key_bytes=MAX_KEY
+            self.root, eviction=eviction, max_deltas=MAX_DELTAS, max_object_size=MAX_SIZE, max_key_bytes=MAX_KEY
         )
 
     def teardown(self) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from flame_cache.app.sizes import parse_size
-from flame_cache.store.eviction import POLICIES, Limits
+from flame_cache.store.eviction import POLICIES, Eviction
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES
 
 DEFAULT_ENDPOINT = "grpc://127.0.0.1:9090"
@@ -89,7 +89,7 @@ class Config:
     advertise: str | None
     network_interface: str | None
     storage: Path | None  # None: memory only
-    limits: Limits
+    eviction: Eviction  # cache.eviction
     tls: TlsConfig | None
     max_deltas: int
     fsync: bool
@@ -195,7 +195,7 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         advertise=_advertise(section.get("advertise")),
         network_interface=_optional_text(section.get("network_interface")),
         storage=storage,
-        limits=_limits(eviction, persistent=storage is not None),
+        eviction=_eviction(eviction, persistent=storage is not None),
         tls=_tls(_mapping(section, "tls"), endpoint),
         max_deltas=_positive_int("cache.limits.max_deltas", limits_section.get("max_deltas", DEFAULT_MAX_DELTAS)),
         fsync=_boolean("cache.fsync", section.get("fsync", False)),
@@ -291,7 +291,7 @@ def _storage(value: object, flame_home: str | None) -> Path | None:
     return path
 
 
-def _limits(eviction: dict[str, Any], *, persistent: bool) -> Limits:
+def _eviction(eviction: dict[str, Any], *, persistent: bool) -> Eviction:
     policy = str(eviction.get("policy", "lru")).strip().lower()
     if policy not in POLICIES:
         raise ConfigError(f"cache.eviction.policy = {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -304,7 +304,7 @@ def _limits(eviction: dict[str, Any], *, persistent: bool) -> Limits:
         max_memory = DEFAULT_DISK_MAX_MEMORY
     raw_objects = eviction.get("max_objects")
     max_objects = _positive_int("cache.eviction.max_objects", raw_objects) if raw_objects not in (None, "") else None
-    return Limits(policy, max_memory, max_objects)
+    return Eviction(policy, max_memory, max_objects)
 
 
 def _optional_size(key: str, value: object) -> int | None:

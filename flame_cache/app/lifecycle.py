@@ -24,7 +24,7 @@ class StartupError(RuntimeError):
 def build_store(config: Config) -> Store:
     store = Store(
         config.storage,
-        limits=config.limits,
+        eviction=config.eviction,
         max_deltas=config.max_deltas,
         fsync=config.fsync,
         max_object_size=config.max_object_size,
@@ -52,7 +52,8 @@ def start_http(config: Config, store: Store, advertised: str) -> HttpServer | No
     app = create_app(store, advertised, http_allowed_hosts(config, advertised))
     limits = ConnectionLimits(config.http_header_timeout, config.http_max_connections)
     try:
-        http = HttpServer(app, config.http_endpoint, limits).start()
+        endpoint = config.http_endpoint
+        http = HttpServer(app, endpoint.host, endpoint.port, limits).start()
     except OSError as exc:
         raise StartupError(f"cannot listen on {config.http_endpoint.uri} (is the port in use?): {exc.strerror or exc}") from None
     log.info("HTTP listening on %s (web page %s/, API docs %s/docs)", http.url, http.url, http.url)
@@ -103,7 +104,7 @@ def run(config: Config) -> None:
     except Exception as exc:  # pyarrow says only "did not start properly"
         raise StartupError(f"cannot listen on {config.endpoint.uri} (is the port in use?): {exc}") from None
     log.info("Arrow Flight listening on %s (port %d), advertising %s", config.endpoint.uri, server.port, advertised)
-    log.info("eviction: %s", config.limits)
+    log.info("eviction: %s", config.eviction)
     try:
         http = start_http(config, store, advertised)
     except StartupError:

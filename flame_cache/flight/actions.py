@@ -46,19 +46,23 @@ def seed_update(ctx: ActionContext, body: memoryview) -> bytes:
 
 
 def health(ctx: ActionContext, body: memoryview) -> bytes:
-    return json.dumps({"status": "ok", **ctx.store.stats()}).encode()
+    """As HTTP's /readyz: "ok" with counts, or "not ready" and why."""
+    problem = ctx.store.health()
+    if problem is not None:
+        return json.dumps({"status": "not ready", "reason": problem}).encode()
+    return json.dumps({"status": "ok", **ctx.store.usage(stored=False)}).encode()
 
 
 def stats(ctx: ActionContext, body: memoryview) -> bytes:
-    return json.dumps({**ctx.store.stats(), "persistent": ctx.store.persistent}).encode()
+    return json.dumps({**ctx.store.usage(), "persistent": ctx.store.persistent}).encode()
 
 
 ACTIONS: dict[str, tuple[Handler, str]] = {
     "DELETE": (delete, "Delete an object, a namespace or 'app/*' and all below it; body: the name. Returns OK."),
     "PUT": (seed_put, "Seed client: create an object; body '<session>:<base64 data>'. Returns a JSON ref."),
     "UPDATE": (seed_update, "Seed client: replace an object; body '<key>:<base64 data>'. Returns a JSON ref."),
-    "HEALTH": (health, "Liveness: returns JSON with status 'ok' and object counts."),
-    "STATS": (stats, "Returns JSON with object counts and the bytes held in memory."),
+    "HEALTH": (health, "Readiness, as HTTP's /readyz: JSON status 'ok' and object counts, or 'not ready' and why."),
+    "STATS": (stats, "Returns JSON with object counts, the bytes held in memory and the bytes stored."),
 }
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,10 +20,10 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "Not ready; `reason` says why"}})
 def readyz(ctx: Context = Depends(context)) -> JSONResponse:
     """Ready for traffic: the storage directory is there and writable."""
-    layout = ctx.store.layout
-    if layout is not None and not (layout.root.is_dir() and os.access(layout.root, os.W_OK | os.X_OK)):
-        return JSONResponse({"status": "not ready", "reason": f"storage {layout.root} is missing or not writable"}, 503)
-    return JSONResponse({"status": "ready", "persistent": ctx.store.persistent, **ctx.store.stats()})
+    problem = ctx.store.health()
+    if problem is not None:
+        return JSONResponse({"status": "not ready", "reason": problem}, 503)
+    return JSONResponse({"status": "ready", "persistent": ctx.store.persistent, **ctx.store.usage(stored=False)})
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

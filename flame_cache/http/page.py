@@ -42,7 +42,7 @@ def index(prefix: str = Query(""), cursor: str | None = Query(None), ctx: Contex
     except CacheError as exc:
         namespaces, infos, next_cursor = [], [], None
         error, status = str(exc), 400
-    usage = ctx.store.stats()
+    usage = ctx.store.usage(stored=False)
     parts = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>flame-cache</title><style>{STYLE}</style>",
         "</head><body><h1>flame-cache</h1>",

@@ -20,9 +20,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from flame_cache.app.config import Endpoint
-from flame_cache.app.throttle import ThrottledLog
 from flame_cache.http.protocol import ConnectionLimits, guarded_protocol
+from flame_cache.http.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 GRACE = 10.0
@@ -71,8 +70,9 @@ logging.getLogger("uvicorn.error").addFilter(_not_uvicorn_invalid_request)
 
 
 class HttpServer:
-    def __init__(self, app: FastAPI, endpoint: Endpoint, limits: ConnectionLimits) -> None:
-        self.endpoint = endpoint
+    def __init__(self, app: FastAPI, host: str, port: int, limits: ConnectionLimits) -> None:
+        """Serve `app` on `host`:`port` (0: a free port, in `port` once started)."""
+        self.host = host
         self.limits = limits
         throttled = ThrottledLog(log)
         self.config = uvicorn.Config(
@@ -87,22 +87,22 @@ class HttpServer:
         )
         self.server = _Server(self.config, throttled)
         self._thread: threading.Thread | None = None
-        self.port = endpoint.port
+        self.port = port
 
     @property
     def url(self) -> str:
-        host = f"[{self.endpoint.host}]" if ":" in self.endpoint.host else self.endpoint.host
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> HttpServer:
         """Bind, then serve on a thread; OSError if the address cannot be bound."""
-        family = socket.AF_INET6 if ":" in self.endpoint.host else socket.AF_INET
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # Name the protocol: asyncio sets TCP_NODELAY only on sockets it knows
         # are TCP, and without it small bodies wait ~40 ms for a delayed ACK.
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.endpoint.host, self.endpoint.port))
+            sock.bind((self.host, self.port))
         except OSError:
             sock.close()
             raise

@@ -8,7 +8,7 @@ from flame_cache.store.errors import (
     StorageError,
     VersionConflict,
 )
-from flame_cache.store.eviction import Limits
+from flame_cache.store.eviction import Eviction
 from flame_cache.store.objects import (
     Kind,
     ObjectInfo,
@@ -24,7 +24,7 @@ __all__ = [
     "CacheError",
     "InvalidArgument",
     "Kind",
-    "Limits",
+    "Eviction",
     "LimitExceeded",
     "ObjectInfo",
     "ObjectNotFound",

@@ -9,7 +9,7 @@ POLICIES = ("lru", "none")
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class Eviction:
     """`None` means unbounded. Policy `none` never evicts."""
 
     policy: str = "lru"
@@ -23,8 +23,8 @@ class LruTracker:
     Not thread-safe: the store calls it under its own lock.
     """
 
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
+    def __init__(self, eviction: Eviction) -> None:
+        self.limits = eviction
         self._order: OrderedDict[str, int] = OrderedDict()
         self.memory = 0
 

@@ -2,11 +2,10 @@
 
 `os.replace` over an existing file makes ext4 (mounted with its default
 `auto_da_alloc`) allocate and start writing back the new file's blocks inside
-the rename, a guard for programs that never fsync. On this project's machines
-that made the rename the most expensive step of a put: 0.16 ms of a 1 KiB put,
-0.8 ms at 1 MiB and 29 ms at 64 MiB. Linux's `renameat2(RENAME_EXCHANGE)`
-swaps the two names atomically instead, without that flush (4-10x faster);
-the old file, now under the temporary name, is then unlinked. A kill between
+the rename, a guard for programs that never fsync, and the rename becomes the
+most expensive step of a put (bench/README.md has the figures). Linux's
+`renameat2(RENAME_EXCHANGE)` swaps the two names atomically instead, without
+that flush; the old file, now under the temporary name, is then unlinked. A kill between
 the two steps leaves the old bytes under a temporary name, which start-up
 removes like any unfinished temporary file.
 

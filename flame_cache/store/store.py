@@ -33,7 +33,7 @@ from flame_cache.store.errors import (
     StorageError,
     VersionConflict,
 )
-from flame_cache.store.eviction import Limits, LruTracker
+from flame_cache.store.eviction import Eviction, LruTracker
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
@@ -76,29 +76,25 @@ class Store:
         self,
         root: Path | None,
         *,
-        limits: Limits = Limits(),
+        eviction: Eviction = Eviction(),
         max_deltas: int = DEFAULT_MAX_DELTAS,
         fsync: bool = False,
         max_object_size: int | None = None,
         max_key_bytes: int = MAX_KEY_BYTES,
     ) -> None:
         self.layout = Layout(root, fsync=fsync) if root is not None else None
-        self.limits = limits
+        self.eviction = eviction
         self.write_limits = WriteLimits(max_object_size, max_key_bytes, max_deltas)
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()  # guards _entries and _lru
         self._stripes = [threading.RLock() for _ in range(_STRIPES)]
-        self._lru = LruTracker(limits)
+        self._lru = LruTracker(eviction)
         if self.layout is not None:
             self._index_disk()
 
     @property
     def persistent(self) -> bool:
         return self.layout is not None
-
-    @property
-    def max_deltas(self) -> int:
-        return self.write_limits.max_deltas
 
     # -- writes ----------------------------------------------------------
 
@@ -223,23 +219,37 @@ class Store:
             counts = Counter(e.name.rpartition("/")[0] for e in self._entries.values() if selector.covers(e.segments))
         return sorted(counts.items())
 
-    def usage(self) -> dict[str, int]:
-        """`stats` plus `stored_bytes`: object sizes where known, else the
-        size of the object's file (objects not read since start-up)."""
+    def usage(self, *, stored: bool = True) -> dict[str, int]:
+        """Counts of objects and of those loaded, the bytes loaded, and with
+        `stored` the bytes stored (object sizes where known, else the size of
+        the object's file: a stat per object not read since start-up)."""
         with self._lock:
             entries = list(self._entries.values())
-            stats = {"objects": len(entries), "loaded": len(self._lru), "loaded_bytes": self._lru.memory}
-        stored = 0
+            usage = {"objects": len(entries), "loaded": len(self._lru), "loaded_bytes": self._lru.memory}
+        if not stored:
+            return usage
+        total = 0
         for entry in entries:
             info = entry.info
             if info is not None:
-                stored += info.size
+                total += info.size
             elif self.layout is not None:
                 try:
-                    stored += self.layout.base_path(entry.key).stat().st_size
+                    total += self.layout.base_path(entry.key).stat().st_size
                 except OSError:
                     pass
-        return {**stats, "stored_bytes": stored}
+        return {**usage, "stored_bytes": total}
+
+    def health(self) -> str | None:
+        """None if the store can serve reads and writes, else why not (both
+        protocols' health checks ask this): the storage folder must be there
+        and writable."""
+        if self.layout is None:
+            return None
+        root = self.layout.root
+        if not (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
+            return f"storage {root} is missing or not writable"
+        return None
 
     def _put_stream(
         self, key: ObjectKey, data: Iterable[Chunk], expect_version: int | None, must_exist: bool
@@ -426,10 +436,6 @@ class Store:
     def list(self, selector_text: str = "") -> list[ObjectInfo]:
         """Every object the selector covers, in key order (`list_page` unbounded)."""
         return self.list_page(selector_text, limit=None)[0]
-
-    def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {"objects": len(self._entries), "loaded": len(self._lru), "loaded_bytes": self._lru.memory}
 
     # -- internals -------------------------------------------------------
 
