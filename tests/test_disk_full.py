@@ -9,7 +9,6 @@ skipped otherwise); the store test injects ENOSPC into the file writes and alway
 from __future__ import annotations
 
 import errno
-import io
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from flame_cache.store import StorageError, Store, disk, uploads
-from flame_cache.store.disk import Layout
+from flame_cache.store import StorageError, Store, pending
 from tests.flight_client import MiB, get, patch, put, put_path, rows
 from tests.server import CacheServer
 
@@ -84,47 +82,19 @@ def test_a_write_that_does_not_fit_fails_cleanly_and_the_rest_is_served(make_ser
 # -- the same, injected: no mount needed -------------------------------------
 
 
-class _FillingFile(io.RawIOBase):
-    """A file on a disk with `room` bytes left: a write past it fails with ENOSPC."""
-
-    def __init__(self, path: Path, room: int) -> None:
-        self._file = open(path, "wb")
-        self.room = room
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        size = len(memoryview(data))
-        if size > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= size
-        return self._file.write(data)
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 @pytest.fixture
 def disk_with_room(monkeypatch: pytest.MonkeyPatch):
-    """Set how many bytes the store's next file writes may still use: each
-    table file (pyarrow writes those) and each write of other files' bytes."""
+    """Set how many bytes the store's next file writes may still use: every
+    byte of every file goes through the one writer's `write_all`."""
     state = {"room": 1 << 40}
-    original_create, original_write_all = Layout.create_file, disk.write_all
-
-    def create(self: Layout, path: Path) -> pa.NativeFile:
-        original_create(self, path).close()  # make the folders and the file as usual
-        return pa.PythonFile(_FillingFile(path, state["room"]), mode="w")
+    original_write_all = pending.write_all
 
     def write_all(fd: int, parts) -> None:
         if sum(memoryview(part).nbytes for part in parts) > state["room"]:
             raise OSError(errno.ENOSPC, "No space left on device")
         original_write_all(fd, parts)
 
-    monkeypatch.setattr(Layout, "create_file", create)
-    monkeypatch.setattr(disk, "write_all", write_all)
-    monkeypatch.setattr(uploads, "write_all", write_all)
+    monkeypatch.setattr(pending, "write_all", write_all)
     return lambda room: state.update(room=room)
 
 

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flame_cache.store import InvalidArgument, Store
-from flame_cache.store.disk import QUARANTINE, Layout, is_temp_name, temp_name
+from flame_cache.store.layout import QUARANTINE, Layout
+from flame_cache.store.pending import is_temp_name, temp_name
 from flame_cache.store.keys import MAX_OBJECT_ID_BYTES, MAX_SEGMENT_BYTES, ObjectKey
 from tests.flight_client import get, patch, put_path, rows
 from tests.http_client import RAW
@@ -95,7 +96,7 @@ def test_every_key_survives_a_restart_beside_any_other(texts: list[str]):
     with tempfile.TemporaryDirectory() as folder:
         store = Store(Path(folder))
         for number, key in enumerate(keys):
-            store.put_stream(str(key), pa.py_buffer(f"base {number}".encode()))  # exactly this key
+            store.put(key, pa.py_buffer(f"base {number}".encode()))
             store.patch(str(key), pa.py_buffer(f"patch {number}".encode()))
         restarted = Store(Path(folder))
         assert sorted(info.key for info in restarted.list()) == sorted(map(str, keys))
@@ -184,7 +185,7 @@ def test_the_longest_object_id_can_be_set_aside_when_damaged(tmp_path: Path):
     """The quarantine adds a time stamp to the file name: it must still fit."""
     key = "q/s/" + "d" * MAX_OBJECT_ID_BYTES
     store = Store(tmp_path)
-    store.put_stream(key, pa.py_buffer(b"base"))
+    store.put(key, pa.py_buffer(b"base"))
     store.patch(key, pa.py_buffer(b"patch"))
     base = store.layout.base_path(ObjectKey.parse(key))
     base.write_bytes(base.read_bytes()[:-10])  # cut short, as by a power loss

@@ -22,7 +22,7 @@ from flame_cache.app.sizes import parse_size
 from flame_cache.flight.actions import _split_seed_body
 from flame_cache.flight.requests import parse_descriptor, parse_ticket
 from flame_cache.store import InvalidArgument
-from flame_cache.store.disk import Layout
+from flame_cache.store.layout import Layout
 from flame_cache.store.keys import MAX_SEGMENT_BYTES, Namespace, ObjectKey, Selector
 
 ROOT = Path("/srv/cache-root")

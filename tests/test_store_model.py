@@ -10,6 +10,7 @@ disk are part of most runs. A unit test of the store, in process: no server.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from flame_cache.store import (
     ReadMode,
     Store,
 )
+from flame_cache.store.conditions import MUST_EXIST
 from flame_cache.store.errors import KeyTooLong, ObjectTooLarge
 
 MAX_SIZE, MAX_DELTAS, MAX_KEY = 64, 3, 39  # 'n/<uuid>' fits, 'a/s/<uuid>' does not
@@ -85,7 +87,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _write_base(self, key: str, data: bytes, must_exist: bool) -> None:
         old = self.model.get(key)
-        call = self.store.replace if must_exist else self.store.put
+        call = functools.partial(self.store.put, condition=MUST_EXIST) if must_exist else self.store.put
         if must_exist and old is None:
             with pytest.raises(ObjectNotFound):
                 call(key, pa.py_buffer(data))

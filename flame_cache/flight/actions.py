@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from flame_cache.flight.requests import decode_utf8
 from flame_cache.store import InvalidArgument, ObjectInfo, Store
+from flame_cache.store.conditions import MUST_EXIST
 from flame_cache.store.limits import MAX_KEY_BYTES, WriteLimits
 
 
@@ -42,7 +43,7 @@ def seed_put(ctx: ActionContext, body: memoryview) -> bytes:
 
 def seed_update(ctx: ActionContext, body: memoryview) -> bytes:
     key, data = _split_seed_body(body, "UPDATE", "<key>:<base64 data>", ctx.store.write_limits)
-    return _seed_reply(ctx, ctx.store.replace(key, data))
+    return _seed_reply(ctx, ctx.store.put(key, data, condition=MUST_EXIST))
 
 
 def health(ctx: ActionContext, body: memoryview) -> bytes:

@@ -16,7 +16,6 @@ declaration is refused at once; one that ends short stores nothing.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -26,46 +25,41 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.store import InvalidArgument
-from flame_cache.store.limits import WriteLimits
-from flame_cache.store.objects import cells_as_buffers, is_opaque_schema
-from flame_cache.store.store import Upload
-from flame_cache.store.streams import opaque_payload
-from flame_cache.store.uploads import STREAM_BYTES
+from flame_cache.store.objects import cells_as_buffers
 
 log = logging.getLogger(__name__)
 MAX_DECLARATION_BYTES = 4096
 
 
-def receive(
-    context: flight.ServerCallContext,
-    reader: flight.MetadataRecordBatchReader,
-    schema: pa.Schema,
-    target: str,
-    limits: WriteLimits,
-    *,
-    stream: bool,
-) -> Upload:
-    """The upload's payload (SPEC 4.1), read batch by batch; over the maximum
-    object size it is refused at once, without reading the rest. `schema` is
-    the reader's, asked for once (most pyarrow calls let go of the GIL).
+def received_batches(
+    context: flight.ServerCallContext, reader: flight.MetadataRecordBatchReader, target: str, opaque: bool
+) -> Iterator[pa.RecordBatch]:
+    """The upload's record batches as they arrive (`store.wire.upload_body`
+    decodes them); FlightCancelledError at the end if the client went away,
+    InvalidArgument if it did not send what it declared."""
+    received = count = rows = 0
+    declared: Declared | None = None
+    for chunk in reader:
+        if declared is None:
+            declared = Declared.parse(chunk.app_metadata, target, opaque)
+        batch = chunk.data
+        if batch is None:  # a message with app_metadata only
+            continue
+        count += 1
+        rows += batch.num_rows
+        if declared.size is not None or declared.rows is not None:
+            received += _data_bytes(batch) if opaque else batch.nbytes
+            declared.check(target, received, rows, ended=False)
+        yield batch
+    if context.is_cancelled():
+        log.warning("DoPut to %r: the client went away after %d batch(es); nothing stored", target, count)
+        raise flight.FlightCancelledError(f"the upload to {target!r} was cut off by the client; nothing was stored")
+    (declared or Declared()).check(target, received, rows, ended=True)
 
-    With `stream`, opaque rows past STREAM_BYTES come back as their cells
-    while they still arrive: the store writes each to disk as it comes, so
-    the network and the disk work at once and the body never sits whole in
-    memory. Whatever consumes them gets FlightCancelledError at the end if
-    the client went away, and stores nothing.
-    """
-    opaque = is_opaque_schema(schema)
-    batches = _checked(context, reader, target, limits, opaque)
-    head: list[tuple[pa.RecordBatch, list[pa.Buffer]]] = []
-    for batch, cells, received in batches:
-        head.append((batch, cells))
-        if stream and opaque and received > STREAM_BYTES:
-            rest = ((batch, cells) for batch, cells, _ in batches)
-            return (cell for _, cells in itertools.chain(head, rest) for cell in cells if cell.size)
-    if opaque:  # as `payload_from_table`, from the cells already found
-        return opaque_payload(cell for _, cells in head for cell in cells)
-    return pa.Table.from_batches([batch for batch, _ in head], schema=schema)
+
+def _data_bytes(batch: pa.RecordBatch) -> int:
+    """The bytes of an opaque batch's data cells (what `size` declares)."""
+    return sum(cell.size for cell in cells_as_buffers(batch.column(1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,34 +100,3 @@ class Declared:
             raise InvalidArgument(
                 f"the upload to {target!r} {outcome} {seen} of the {declared} {what} it declared; nothing was stored"
             )
-
-
-def _checked(
-    context: flight.ServerCallContext,
-    reader: flight.MetadataRecordBatchReader,
-    target: str,
-    limits: WriteLimits,
-    opaque: bool,
-) -> Iterator[tuple[pa.RecordBatch, list[pa.Buffer], int]]:
-    """Each batch, its `data` cells (opaque uploads; else none) and the bytes
-    received so far, as the store counts them: the cells of an opaque upload,
-    the whole batch of a native table. Raises if the client left."""
-    received = count = rows = 0
-    declared: Declared | None = None
-    for chunk in reader:
-        if declared is None:
-            declared = Declared.parse(chunk.app_metadata, target, opaque)
-        batch = chunk.data
-        if batch is None:  # a message with app_metadata only
-            continue
-        cells = cells_as_buffers(batch.column(1)) if opaque else []
-        received += sum(cell.size for cell in cells) if opaque else batch.nbytes
-        rows += batch.num_rows
-        limits.check_upload(target, received)
-        declared.check(target, received, rows, ended=False)
-        count += 1
-        yield batch, cells, received
-    if context.is_cancelled():
-        log.warning("DoPut to %r: the client went away after %d batch(es); nothing stored", target, count)
-        raise flight.FlightCancelledError(f"the upload to {target!r} was cut off by the client; nothing was stored")
-    (declared or Declared()).check(target, received, rows, ended=True)

@@ -19,33 +19,52 @@ message, naming what is wrong with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow.flight as flight
 
 from flame_cache.store import InvalidArgument
-from flame_cache.store.keys import ObjectKey, shorten
+from flame_cache.store.keys import Namespace, ObjectKey, shorten
 from flame_cache.store.objects import MAX_VERSION
+from flame_cache.store.wire import CHUNK_BYTES
 
 CHUNKED_PREFIX = "chunked:"
-CHUNK_BYTES = 4 * 1024 * 1024
 PATCH_PREFIX = "PATCH:"
 MAX_FIELD_BYTES = 64 * 1024  # a ticket, command, path, criteria or action name
 
 
 @dataclass(frozen=True, slots=True)
 class GetRequest:
-    key: str
+    key: ObjectKey
     client_version: int
-    chunk_size: int | None
+    chunk_size: int | None  # the chunked form's base rows; None: the compatible form
 
 
 @dataclass(frozen=True, slots=True)
 class PutRequest:
-    """`target` is a key or namespace (put) or a key (patch)."""
+    """`target` is a key or namespace (put) or a key (patch), as sent."""
 
     target: str
     patch: bool
+
+    def resolve(self, exists: Callable[[ObjectKey], bool]) -> ObjectKey | Namespace:
+        """What DoPut writes (SPEC 4.1): a PATH naming an existing object
+        replaces it; of 1 or 2 segments naming none, a new object in that
+        namespace; of 3, exactly that key. `exists` asks the store."""
+        segments = self.target.count("/") + 1
+        if self.patch or segments == 3:
+            return ObjectKey.parse(self.target)
+        if segments == 2:
+            key = ObjectKey.parse(self.target)
+            if exists(key):
+                return key
+        if segments > 3:
+            raise InvalidArgument(
+                f"{shorten(self.target)} has {segments} segments; expected a namespace ('session', 'app/session') "
+                "or a key ('app/session/object')"
+            )
+        return Namespace.parse(self.target)
 
 
 def check_length(size: int, what: str, limit: int = MAX_FIELD_BYTES) -> None:
@@ -78,8 +97,7 @@ def parse_ticket(raw: bytes) -> GetRequest:
         raise InvalidArgument(
             f"ticket {shorten(text)}: the client version {shorten(version)} is over the largest version, 2**64 - 1"
         )
-    ObjectKey.parse(key)
-    return GetRequest(key, int(digits), chunk_size)
+    return GetRequest(ObjectKey.parse(key), int(digits), chunk_size)
 
 
 def parse_descriptor(descriptor: flight.FlightDescriptor) -> PutRequest:

@@ -11,7 +11,7 @@ import pyarrow.flight as flight
 
 from flame_cache.flight.actions import ACTIONS, ActionContext
 from flame_cache.flight.errors import flight_errors
-from flame_cache.flight.receive import receive
+from flame_cache.flight.receive import received_batches
 from flame_cache.flight.requests import (
     decode_utf8,
     parse_descriptor,
@@ -19,8 +19,9 @@ from flame_cache.flight.requests import (
     path_of,
 )
 from flame_cache.store import InvalidArgument, Kind, ObjectInfo, ReadMode, Store
+from flame_cache.store.keys import ObjectKey
 from flame_cache.store.objects import is_opaque_schema
-from flame_cache.store.streams import response_schema, response_table
+from flame_cache.store.wire import read_table, response_schema, upload_body
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,19 @@ class CacheFlightServer(flight.FlightServerBase):
     @flight_errors
     def do_put(self, context, descriptor, reader, writer) -> None:
         request = parse_descriptor(descriptor)
-        schema = reader.schema
-        if request.patch and not is_opaque_schema(schema):  # refused before the body is read
+        schema = reader.schema  # asked once: most pyarrow calls let go of the GIL
+        opaque = is_opaque_schema(schema)
+        if request.patch and not opaque:  # refused before the body is read
             raise InvalidArgument(f"a patch must use the opaque schema 'version: uint64, data: binary'; got {schema}")
-        payload = receive(context, reader, schema, request.target, self.store.write_limits, stream=not request.patch)
+        target = request.resolve(self.store.exists)
+        batches = received_batches(context, reader, request.target, opaque)
+        body = upload_body(schema, batches, lambda size: self.store.write_limits.check_upload(request.target, size))
         if request.patch:
-            assert isinstance(payload, pa.Buffer)
-            info = self.store.patch(request.target, payload)
+            info = self.store.patch(target, body)
+        elif isinstance(target, ObjectKey):
+            info = self.store.put(target, body)
         else:
-            info = self.store.put(request.target, payload)
+            info = self.store.create(target, body)
         writer.write(pa.py_buffer(self._object_ref(info)))
 
     def _object_ref(self, info: ObjectInfo) -> bytes:
@@ -70,7 +75,7 @@ class CacheFlightServer(flight.FlightServerBase):
             # C++ streams the table, with its dictionaries (GeneratorStream sends none)
             return flight.RecordBatchStream(read.snapshot.base)
         # C++ streams the batches: no call back into Python per message
-        return flight.RecordBatchStream(response_table(read, chunk_size=request.chunk_size))
+        return flight.RecordBatchStream(read_table(read, chunked=request.chunk_size is not None))
 
     @flight_errors
     def get_flight_info(self, context, descriptor) -> flight.FlightInfo:

@@ -2,20 +2,18 @@
 
 The store is synchronous and a body arrives on the event loop, so a write
 runs in a worker thread that pulls the body one piece at a time from the
-loop: neither side ever holds more than a piece (about 1 MiB).
+loop: neither side ever holds more than a piece (about 1 MiB). The store
+counts the bytes as they come (413 as soon as they pass the limit).
 
 - `application/octet-stream` (or no Content-Type): the bytes are the object.
 - `application/vnd.apache.arrow.stream`: an Arrow IPC stream, meaning what
-  DoPut's payload means (`payload_from_table`): the opaque schema's `data`
-  cells joined in order, read batch by batch; any other schema is a native
-  table, kept whole as Flight keeps it.
+  DoPut's payload means (`store.wire.upload_body`).
 - Anything else: 415.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
@@ -27,18 +25,12 @@ from fastapi import Request
 from flame_cache.http.errors import HttpError
 from flame_cache.store import InvalidArgument
 from flame_cache.store.limits import WriteLimits
-from flame_cache.store.objects import cells_as_buffers, is_opaque_schema
-from flame_cache.store.streams import payload_from_table
-from flame_cache.store.uploads import SizeCheck
+from flame_cache.store.objects import is_opaque_schema
+from flame_cache.store.wire import PIECE_BYTES, ipc_stream, upload_body
 
 RAW = "application/octet-stream"
 ARROW = "application/vnd.apache.arrow.stream"
-PIECE_BYTES = 1024 * 1024
 T = TypeVar("T")
-# What pyarrow raises for a bad stream: ArrowInvalid, or OSError (ArrowIOError)
-# for one cut short or garbled ("expected to read N bytes"). The body is read
-# from memory, so an OSError here is about its bytes, never the disk.
-_BAD_STREAM = (pa.ArrowInvalid, OSError)
 
 # For the OpenAPI document of PUT, POST and PATCH.
 UPLOAD_BODY = {
@@ -57,34 +49,27 @@ UPLOAD_BODY = {
 }
 
 
-def body_kind(request: Request, limits: WriteLimits, target: str, what: str = "") -> tuple[str, SizeCheck]:
+def body_kind(request: Request, limits: WriteLimits, target: str, what: str = "") -> str:
     """RAW or ARROW for the request's Content-Type; 415 otherwise, and 413
-    at once when Content-Length already says the body is too large. Also the
-    same rule for the bytes as they arrive (`with_body`): an Arrow table is
-    read whole before the store sees it, so the store's own check comes late."""
+    at once when Content-Length already says the body is too large."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in ("", RAW, ARROW):
         raise HttpError(415, "unsupported_media_type", f"Content-Type {media!r} is not accepted; send {RAW} or {ARROW}")
-    check = functools.partial(limits.check_size, target, what=what)
     declared = request.headers.get("content-length", "")
     if declared.isdigit():
-        check(int(declared))
-    return ARROW if media == ARROW else RAW, check
+        limits.check_size(target, int(declared), what=what)
+    return ARROW if media == ARROW else RAW
 
 
-async def with_body(request: Request, work: Callable[[Iterator[bytes]], T], check: SizeCheck) -> T:
-    """Run `work(chunks)` in a worker thread, `chunks` being the request body;
-    `check` sees the bytes received so far (413 as soon as they pass the limit)."""
+async def with_body(request: Request, work: Callable[[Iterator[bytes]], T]) -> T:
+    """Run `work(chunks)` in a worker thread, `chunks` being the request body."""
     pieces = _pieces(request.stream())
 
     async def next_piece() -> bytes | None:
         return await anext(pieces, None)
 
     def chunks() -> Iterator[bytes]:
-        received = 0
         while (piece := anyio.from_thread.run(next_piece)) is not None:
-            received += len(piece)
-            check(received)
             yield piece
 
     return await anyio.to_thread.run_sync(lambda: work(chunks()))
@@ -105,68 +90,32 @@ async def _pieces(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield b"".join(pending)
 
 
-def upload_payload(kind: str, chunks: Iterator[bytes]) -> Iterator[bytes] | pa.Table:
-    """What the store writes: byte chunks, or a native table."""
+def upload_payload(kind: str, chunks: Iterator[bytes], limits: WriteLimits, target: str) -> Iterator[bytes] | pa.Table:
+    """What the store writes: byte chunks, or what an Arrow stream means."""
     if kind == RAW:
         return chunks
-    reader = _open_arrow(chunks)
-    if not is_opaque_schema(reader.schema):
-        try:
-            return payload_from_table(reader.read_all())
-        except _BAD_STREAM as exc:
-            raise InvalidArgument(f"the body is not a valid Arrow IPC stream: {exc}") from None
-    return _opaque_cells(reader)
+    schema, batches = ipc_stream(_bounded(chunks, limits, target))
+    return upload_body(schema, batches, functools.partial(limits.check_upload, target))
 
 
-def delta_payload(kind: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def delta_payload(kind: str, chunks: Iterator[bytes], limits: WriteLimits, target: str) -> Iterator[bytes] | Iterator[pa.Buffer]:
     """A patch body: raw bytes, or an opaque Arrow stream (never a table:
     refused from its schema, before its batches are read)."""
     if kind == RAW:
         return chunks
-    reader = _open_arrow(chunks)
-    if not is_opaque_schema(reader.schema):
-        raise InvalidArgument(
-            f"a patch must use the opaque schema 'version: uint64, data: binary'; got {reader.schema}"
-        )
-    return _opaque_cells(reader)
+    schema, batches = ipc_stream(_bounded(chunks, limits, target, " with this patch"))
+    if not is_opaque_schema(schema):
+        raise InvalidArgument(f"a patch must use the opaque schema 'version: uint64, data: binary'; got {schema}")
+    return upload_body(schema, batches, lambda size: None)
 
 
-def _open_arrow(chunks: Iterator[bytes]) -> pa.ipc.RecordBatchStreamReader:
-    try:
-        return pa.ipc.open_stream(io.BufferedReader(_ChunkReader(chunks), PIECE_BYTES))
-    except _BAD_STREAM as exc:
-        raise InvalidArgument(f"the body is not an Arrow IPC stream: {exc}") from None
-
-
-def _opaque_cells(reader: pa.ipc.RecordBatchStreamReader) -> Iterator[bytes]:
-    """The data cells, batch by batch (version cells are ignored: the server assigns versions)."""
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except _BAD_STREAM as exc:
-            raise InvalidArgument(f"the body is not a valid Arrow IPC stream: {exc}") from None
-        yield from cells_as_buffers(batch.column(1))
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (for pyarrow's reader)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._current = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:  # type: ignore[override]
-        while not self._current:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._current = memoryview(chunk)
-        size = min(len(target), len(self._current))
-        target[:size] = self._current[:size]
-        self._current = self._current[size:]
-        return size
+def _bounded(chunks: Iterator[bytes], limits: WriteLimits, target: str, what: str = "") -> Iterator[bytes]:
+    """An Arrow stream's bytes, refused as soon as they pass the maximum
+    object size: pyarrow reads a whole batch before the store sees its
+    cells, so the encoded stream (never smaller than its data) is bounded
+    here as it arrives."""
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        limits.check_upload(target, received, what=what)
+        yield chunk

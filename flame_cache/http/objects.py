@@ -41,12 +41,13 @@ from flame_cache.http.conditions import (
     parse_range,
 )
 from flame_cache.http.context import Context, context
-from flame_cache.http.downloads import arrow_chunks, raw_chunks
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
-from flame_cache.store import ObjectInfo, ObjectNotFound, ReadMode, Store
+from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot
+from flame_cache.store.blobs import BufferBlob
+from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.keys import Namespace, ObjectKey, shorten
 from flame_cache.store.objects import MAX_VERSION
-from flame_cache.store.views import ObjectView
+from flame_cache.store.wire import blob_pieces, ipc_chunks
 
 router = APIRouter(prefix="/v1", tags=["objects"])
 
@@ -116,31 +117,26 @@ def get_object(
     holds comes from `?version=` or, failing that, a single If-None-Match
     version that is not the current one (then only the newer patches come).
     """
-    view = ctx.store.open(key)
-    try:
-        info = view.info
-        tags = parse_etags(if_none_match, "If-None-Match")
-        if matches(tags, info.version):
-            view.close()
-            ctx.metrics.not_modified()
-            return Response(status_code=304, headers=_headers(info))
-        if delta is not None:
-            return _delta(view, delta, ctx)
-        if view.base is None or _wants_arrow(format_, request.headers.get("accept")):
-            if version is None and isinstance(tags, list) and len(tags) == 1:
-                version = tags[0]
-            return _arrow(view, version or 0, chunked, ctx)
-        if version is not None or chunked:
-            raise HttpError(
-                400,
-                "bad_request",
-                "'version' and 'chunked' select rows of the Arrow stream; "
-                "ask for it with Accept: application/vnd.apache.arrow.stream or ?format=arrow",
-            )
-        return _raw(view, range_, if_range, download, ctx)
-    except BaseException:
-        view.close()
-        raise
+    snapshot = ctx.store.get(ObjectKey.parse(key))
+    info = snapshot.info()
+    tags = parse_etags(if_none_match, "If-None-Match")
+    if matches(tags, info.version):
+        ctx.metrics.not_modified()
+        return Response(status_code=304, headers=_headers(info))
+    if delta is not None:
+        return _delta(snapshot, delta, ctx)
+    if snapshot.kind is Kind.TABLE or _wants_arrow(format_, request.headers.get("accept")):
+        if version is None and isinstance(tags, list) and len(tags) == 1:
+            version = tags[0]
+        return _arrow(snapshot, version or 0, chunked, ctx)
+    if version is not None or chunked:
+        raise HttpError(
+            400,
+            "bad_request",
+            "'version' and 'chunked' select rows of the Arrow stream; "
+            "ask for it with Accept: application/vnd.apache.arrow.stream or ?format=arrow",
+        )
+    return _raw(snapshot, range_, if_range, download, ctx)
 
 
 @router.head("/objects/{key:path}", responses={200: {"description": "Headers of GET, no body"}, **RESPONSES})
@@ -153,14 +149,14 @@ def head_object(
 ) -> Response:
     """Metadata only: ETag, version, deltas, sizes, Last-Modified, and the
     Content-Length a raw GET would have."""
-    with ctx.store.open(key) as view:
-        headers = _headers(view.info)
-        if matches(parse_etags(if_none_match, "If-None-Match"), view.info.version):
-            return Response(status_code=304, headers=headers)
-        if view.base is None or _wants_arrow(format_, request.headers.get("accept")):
-            return StreamingResponse(iter(()), headers=headers, media_type=ARROW)  # length unknown: none given
-        headers.update({"Content-Length": str(view.base.size), "Accept-Ranges": "bytes"})
-        return Response(status_code=200, headers=headers, media_type=RAW)
+    snapshot = ctx.store.get(ObjectKey.parse(key))
+    headers = _headers(snapshot.info())
+    if matches(parse_etags(if_none_match, "If-None-Match"), snapshot.version):
+        return Response(status_code=304, headers=headers)
+    if snapshot.kind is Kind.TABLE or _wants_arrow(format_, request.headers.get("accept")):
+        return StreamingResponse(iter(()), headers=headers, media_type=ARROW)  # length unknown: none given
+    headers.update({"Content-Length": str(snapshot.base.size), "Accept-Ranges": "bytes"})
+    return Response(status_code=200, headers=headers, media_type=RAW)
 
 
 def _wants_arrow(format_: str | None, accept: str | None) -> bool:
@@ -181,9 +177,9 @@ def _headers(info: ObjectInfo) -> dict[str, str]:
     }
 
 
-def _raw(view: ObjectView, range_: str | None, if_range: str | None, download: bool, ctx: Context) -> Response:
-    assert view.base is not None
-    info, size = view.info, view.base.size
+def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool, ctx: Context) -> Response:
+    info, base = snapshot.info(), snapshot.base
+    size = base.size
     headers = {**_headers(info), "Accept-Ranges": "bytes"}
     if download:
         name = info.key.rsplit("/", 1)[-1]
@@ -192,7 +188,6 @@ def _raw(view: ObjectView, range_: str | None, if_range: str | None, download: b
     try:
         part = parse_range(wanted, size)
     except Unsatisfiable:
-        view.close()
         raise HttpError(
             416,
             "range_not_satisfiable",
@@ -202,48 +197,34 @@ def _raw(view: ObjectView, range_: str | None, if_range: str | None, download: b
     ctx.metrics.hit()
     if part is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(raw_chunks(view.base, 0, size), media_type=RAW, headers=headers)
+        return StreamingResponse(blob_pieces(base, 0, size), media_type=RAW, headers=headers)
     headers.update({"Content-Length": str(part.length), "Content-Range": part.content_range(size)})
-    return StreamingResponse(raw_chunks(view.base, part.start, part.end), 206, media_type=RAW, headers=headers)
+    return StreamingResponse(blob_pieces(base, part.start, part.end), 206, media_type=RAW, headers=headers)
 
 
-def _delta(view: ObjectView, index: int, ctx: Context) -> Response:
-    info = view.info
-    view.close()
-    if index >= len(view.deltas):
+def _delta(snapshot: Snapshot, index: int, ctx: Context) -> Response:
+    info = snapshot.info()
+    if index >= len(snapshot.deltas):
         raise HttpError(
-            404, "not_found", f"object {info.key!r} has {len(view.deltas)} delta(s); there is no delta {index}"
+            404, "not_found", f"object {info.key!r} has {len(snapshot.deltas)} delta(s); there is no delta {index}"
         )
     ctx.metrics.hit()
-    data = view.deltas[index]
+    delta = BufferBlob(snapshot.deltas[index])
     return StreamingResponse(
-        raw_chunks(_Held(data), 0, data.size),
+        blob_pieces(delta, 0, delta.size),
         media_type=RAW,
-        headers={**_headers(info), "Content-Length": str(data.size)},
+        headers={**_headers(info), "Content-Length": str(delta.size)},
     )
 
 
-def _arrow(view: ObjectView, client_version: int, chunked: bool, ctx: Context) -> Response:
-    mode, chunks = arrow_chunks(view, client_version, chunked=chunked)
-    if mode is ReadMode.NOT_MODIFIED:
+def _arrow(snapshot: Snapshot, client_version: int, chunked: bool, ctx: Context) -> Response:
+    read = snapshot.read(client_version)
+    if read.mode is ReadMode.NOT_MODIFIED:
         ctx.metrics.not_modified()
     else:
         ctx.metrics.hit()
-    headers = {**_headers(view.info), "X-Flame-Read": mode.value}
-    return StreamingResponse(chunks, media_type=ARROW, headers=headers)
-
-
-class _Held:
-    """A delta (in memory) read like a blob."""
-
-    def __init__(self, data) -> None:  # noqa: ANN001
-        self.data, self.size = data, data.size
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self.data.slice(offset, length).to_pybytes()
-
-    def close(self) -> None:
-        pass
+    headers = {**_headers(snapshot.info()), "X-Flame-Read": read.mode.value}
+    return StreamingResponse(ipc_chunks(read, chunked=chunked), media_type=ARROW, headers=headers)
 
 
 # -- writes ---------------------------------------------------------------
@@ -269,16 +250,16 @@ async def put_object(
 ) -> JSONResponse:
     """Create or replace exactly this key (2 or 3 segments): deltas are
     cleared, the version goes up by one (a new object starts at 1)."""
-    ObjectKey.parse(key)
-    kind, check = body_kind(request, ctx.store.write_limits, key)
-    expect, must_exist = _write_condition(ctx.store, key, if_match, if_none_match)
+    target = ObjectKey.parse(key)
+    limits = ctx.store.write_limits
+    kind = body_kind(request, limits, key)
+    condition = _write_condition(if_match, if_none_match)
 
     def write(chunks: Iterator[bytes]) -> ObjectInfo:
-        payload = upload_payload(kind, chunks)
-        return ctx.store.put_stream(key, payload, expect_version=expect, must_exist=must_exist)
+        return ctx.store.put(target, upload_payload(kind, chunks, limits, key), condition=condition)
 
     try:
-        info = await with_body(request, write, check)
+        info = await with_body(request, write)
     except ObjectNotFound:
         if if_match is None:
             raise
@@ -297,11 +278,10 @@ async def put_object(
 )
 async def create_object(namespace: str, request: Request, ctx: Context = Depends(context)) -> JSONResponse:
     """Create an object with a fresh uuid4 id in a namespace (`session` or `app/session`)."""
-    Namespace.parse(namespace)
-    kind, check = body_kind(request, ctx.store.write_limits, f"{namespace}/<new>")
-    info = await with_body(
-        request, lambda chunks: ctx.store.create(namespace, upload_payload(kind, chunks)), check
-    )
+    space = Namespace.parse(namespace)
+    limits = ctx.store.write_limits
+    kind = body_kind(request, limits, f"{namespace}/<new>")
+    info = await with_body(request, lambda chunks: ctx.store.create(space, upload_payload(kind, chunks, limits, namespace)))
     return _ref(ctx, info, 201)
 
 
@@ -322,11 +302,13 @@ async def patch_object(
     ctx: Context = Depends(context),
 ) -> JSONResponse:
     """Append one delta (an opaque body) to an existing opaque object."""
-    ObjectKey.parse(key)
-    kind, check = body_kind(request, ctx.store.write_limits, key, " with this patch")
-    expect, _ = _write_condition(ctx.store, key, if_match, if_none_match)
+    target = ObjectKey.parse(key)
+    limits = ctx.store.write_limits
+    kind = body_kind(request, limits, key, " with this patch")
+    condition = _write_condition(if_match, if_none_match)
+    condition = MUST_EXIST if condition is ANY_STATE else condition
     info = await with_body(
-        request, lambda chunks: ctx.store.patch_stream(key, delta_payload(kind, chunks), expect_version=expect), check
+        request, lambda chunks: ctx.store.patch(target, delta_payload(kind, chunks, limits, key), condition=condition)
     )
     return _ref(ctx, info, 200)
 
@@ -340,30 +322,23 @@ def delete_object(key: str, ctx: Context = Depends(context)) -> Response:
     return Response(status_code=204)
 
 
-def _write_condition(
-    store: Store, key: str, if_match: str | None, if_none_match: str | None
-) -> tuple[int | None, bool]:
-    """(expect_version, must_exist) from the precondition headers."""
+def _write_condition(if_match: str | None, if_none_match: str | None) -> Condition:
+    """What the precondition headers require; the store checks it under the
+    key's lock, so racing conditional writes have one winner."""
     if if_match is not None and if_none_match is not None:
         raise HttpError(400, "bad_request", "send If-Match or If-None-Match, not both")
     if if_none_match is not None:
         if parse_etags(if_none_match, "If-None-Match") != ANY:
             raise HttpError(400, "bad_request", "on a write, If-None-Match may only be '*' (create, never replace)")
-        return 0, False
+        return Condition(exists=False)
     tags = parse_etags(if_match, "If-Match", strong=True)
     if tags is None:
-        return None, False
+        return ANY_STATE
     if tags == ANY:
-        return None, True
+        return MUST_EXIST
     if not tags:
         raise HttpError(412, "precondition_failed", _names_no_version(if_match or ""))
-    if len(tags) == 1:
-        return tags[0], True
-    try:
-        current = store.info(key).version
-    except ObjectNotFound:
-        current = 0
-    return (current if current in tags else tags[0]), True  # the store checks again under the key's lock
+    return Condition(versions=tuple(tags), exists=True)
 
 
 def _names_no_version(if_match: str) -> str:

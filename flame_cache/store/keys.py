@@ -22,7 +22,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flame_cache.store.errors import InvalidArgument
 
@@ -154,13 +154,26 @@ class _Path:
 
 @dataclass(frozen=True, slots=True)
 class ObjectKey(_Path):
-    """A validated `[app/]session/object` key."""
+    """A validated `[app/]session/object` key (parse one, or make one from
+    segments that are known to be valid)."""
 
     segments: tuple[str, ...]
+    text: str = field(default="", compare=False, repr=False)  # "/".join(segments), made once
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            object.__setattr__(self, "text", "/".join(self.segments))
+
+    def __str__(self) -> str:
+        return self.text
 
     @classmethod
-    def parse(cls, text: str) -> ObjectKey:
-        return cls(_segments(text, "object key", (2, 3), "'session/object' or 'app/session/object'", check_object_id))
+    def parse(cls, text: str | ObjectKey) -> ObjectKey:
+        """`text` as a key (an ObjectKey is already one); InvalidArgument
+        naming the bad segment and the rule."""
+        if isinstance(text, ObjectKey):
+            return text
+        return cls(_segments(text, "object key", (2, 3), "'session/object' or 'app/session/object'", check_object_id), text)
 
     @property
     def object_id(self) -> str:

@@ -42,11 +42,11 @@ class WriteLimits:
                 f"{self.max_object_size} bytes (cache.limits.max_object_size)"
             )
 
-    def check_upload(self, target: str, received: int) -> None:
-        """For a protocol reading a body: stop as soon as it cannot fit."""
+    def check_upload(self, target: str, received: int, *, what: str = "") -> None:
+        """For a body as it arrives: stop as soon as it cannot fit."""
         if self.max_object_size is not None and received > self.max_object_size:
             raise ObjectTooLarge(
-                f"the upload to {target!r} is over the maximum object size of {self.max_object_size} bytes "
+                f"the upload to {target!r}{what} is over the maximum object size of {self.max_object_size} bytes "
                 f"(cache.limits.max_object_size): refused after {received} bytes"
             )
 

@@ -2,7 +2,10 @@
 
 An object is either *opaque* (a base byte string plus ordered deltas) or a
 *native* Arrow table. A `Snapshot` is one whole version of an object: it is
-immutable, so a reader holding one can never see a torn write.
+immutable, so a reader holding one can never see a torn write. Its base is a
+`Blob` wherever the bytes are (memory, a map, a file), and `Snapshot.read`
+holds the rules of SPEC 4.2 (full, patches only, not modified), once, for
+both protocols.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from enum import Enum
 
 import pyarrow as pa
 
-from flame_cache.store.errors import InvalidArgument
+from flame_cache.store.blobs import Blob, BufferBlob, join_buffers
 
 FORMAT_KEY = b"flame.cache.format"
 VERSION_KEY = b"flame.cache.version"
@@ -75,18 +78,6 @@ def cells_as_buffers(column: pa.Array) -> list[pa.Buffer]:
     return [data.slice(offsets[i], offsets[i + 1] - offsets[i]) for i in range(len(column)) if valid[i]]
 
 
-def join_buffers(chunks: list[pa.Buffer]) -> pa.Buffer:
-    """One contiguous buffer from `chunks`: no copy for a single chunk, else one."""
-    if len(chunks) == 1:
-        return chunks[0]
-    joined = pa.allocate_buffer(sum(c.size for c in chunks))
-    view, offset = memoryview(joined), 0
-    for chunk in chunks:
-        view[offset : offset + chunk.size] = memoryview(chunk)
-        offset += chunk.size
-    return joined
-
-
 def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
     """A one-element binary array over `data`, without copying it."""
     if large is None:
@@ -107,16 +98,19 @@ def binary_cells(cells: list[pa.Buffer], *, large: bool) -> pa.Array:
 class Snapshot:
     """One whole version of an object.
 
-    Opaque: `base` is a buffer and `deltas` hold the patches, whose versions
+    Opaque: `base` is a blob and `deltas` hold the patches, whose versions
     are always `base_version + 1 ... version`. Native: `base` is a table.
     """
 
     key: str
     version: int
     base_version: int
-    base: pa.Buffer | pa.Table
+    base: Blob | pa.Table
     deltas: tuple[pa.Buffer, ...] = ()
     updated: float = field(default_factory=time.time)
+    # Where the storage puts the next delta: its delta files are numbered from
+    # 0, and after a crash files older than the base may hold lower numbers.
+    next_delta_file: int = 0
     # Answers to reads, made once (`streams.response_table`): the snapshot
     # never changes, so neither do they.
     responses: dict[str, tuple[int, pa.Table]] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -134,9 +128,14 @@ class Snapshot:
         return ObjectInfo(self.key, self.version, len(self.deltas), self.size, self.kind, self.updated)
 
     def with_delta(self, delta: pa.Buffer, updated: float) -> Snapshot:
-        if self.kind is Kind.TABLE:
-            raise InvalidArgument(f"object {self.key!r} is a native Arrow table; only opaque objects take patches")
-        return replace(self, version=self.version + 1, deltas=(*self.deltas, delta), updated=updated)
+        """The next version, with `delta` appended (opaque objects only)."""
+        return replace(
+            self,
+            version=self.version + 1,
+            deltas=(*self.deltas, delta),
+            updated=updated,
+            next_delta_file=self.next_delta_file + 1,
+        )
 
     def read(self, client_version: int) -> Read:
         """What a client that holds `client_version` must be sent (SPEC 4.2)."""
@@ -152,7 +151,8 @@ class Snapshot:
 
     def _patch_rows(self, start: int) -> tuple[Row, ...]:
         return tuple(
-            Row(self.base_version + 1 + i, RowKind.PATCH, self.deltas[i]) for i in range(start, len(self.deltas))
+            Row(self.base_version + 1 + i, RowKind.PATCH, BufferBlob(self.deltas[i]))
+            for i in range(start, len(self.deltas))
         )
 
 
@@ -183,7 +183,7 @@ class RowKind(str, Enum):
 class Row:
     version: int
     kind: RowKind
-    data: pa.Buffer
+    data: Blob
 
 
 @dataclass(frozen=True, slots=True)

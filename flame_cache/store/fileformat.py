@@ -1,0 +1,172 @@
+"""The Arrow IPC file format of a stored base or delta: written once, parsed once.
+
+An opaque file holds rows `version: uint64, data: binary` (`large_binary`
+from 2 GiB). We write one row, so the object's bytes are one cell that a get
+maps without a copy; files with several rows (upstream's, or flamepy's local
+storage mode) are read too, their cells joined in order. A native table keeps
+its own schema, with its version in `flame.cache.version`.
+
+Parsing memory-maps the file only for pyarrow to read the metadata: the data
+buffers it hands back are turned into file offsets (cells), so a large base
+is never touched here. Guarantee: `read_stored` either returns the whole,
+checked structure of a file or raises (pyarrow's ArrowInvalid, or OSError),
+and never changes the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from flame_cache.store.blobs import Blob, BufferBlob, Cell, FileBlob, join_buffers
+from flame_cache.store.objects import VERSION_KEY, binary_cell, cells_as_buffers, is_opaque_schema
+from flame_cache.store.splice import FramingFile, Splice
+
+ARROW_MAGIC = b"ARROW1"
+SMALL_FILE_BYTES = 256 * 1024  # a file up to about this size is framed in memory and written in one piece
+FILE_BACKED_BYTES = 4 * 1024 * 1024  # a base over this stays in its file, read by range; smaller ones are mapped
+_VERSION_CELL_BYTES = 8  # uint64
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """What one file holds. `version` 0: the file carries none (upstream's)."""
+
+    version: int
+    data: Blob | pa.Table
+    modified: float  # the file's mtime
+
+
+# -- writing --------------------------------------------------------------
+
+
+def write_opaque(sink: pa.NativeFile | FramingFile, version: int, data: pa.Buffer) -> None:
+    """A one-row opaque file of `data` at `version`."""
+    cell = binary_cell(data)
+    schema = _opaque_schema(cell.type)
+    batch = pa.record_batch([pa.array([version], pa.uint64()), cell], schema=schema)
+    with pa.ipc.new_file(sink, schema) as writer:
+        writer.write_batch(batch)
+
+
+def small_file(version: int, data: pa.Buffer) -> pa.Buffer:
+    """The whole one-row file of a small `data`, framed in memory."""
+    sink = pa.BufferOutputStream()
+    write_opaque(sink, version, data)
+    return sink.getvalue()
+
+
+def opaque_frame(version: int, size: int) -> tuple[bytes, bytes]:
+    """What a one-row opaque file holds before and after its `size`-byte data
+    cell (size > 0): so a cell written first can be framed once complete."""
+    splice = Splice(size)
+    sink = FramingFile(splice)
+    write_opaque(sink, version, splice.buffer)
+    splice.check_used()
+    return sink.head, sink.tail
+
+
+@functools.cache
+def data_offset() -> int:
+    """Where the data cell of a one-row opaque file under 2 GiB begins."""
+    return len(opaque_frame(1, 1)[0])
+
+
+@functools.cache
+def _opaque_schema(data_type: pa.DataType) -> pa.Schema:
+    return pa.schema([("version", pa.uint64()), ("data", data_type)])
+
+
+# -- reading --------------------------------------------------------------
+
+
+def read_stored(path: Path) -> StoredFile:
+    """Parse the file at `path`: its version and its data, a table or a blob
+    (left in the file when large and uncompressed, else in memory or mapped).
+    FileNotFoundError if it is gone; ArrowInvalid or OSError if damaged."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stored = _parse(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not isinstance(stored.data, FileBlob):
+        os.close(fd)
+    return stored
+
+
+def _parse(fd: int, path: Path) -> StoredFile:
+    modified = os.fstat(fd).st_mtime
+    source = pa.memory_map(f"/proc/self/fd/{fd}")  # the very file opened
+    try:
+        reader = pa.ipc.open_file(source)
+        schema = reader.schema
+        if not is_opaque_schema(schema):
+            return StoredFile(_metadata_version(schema), reader.read_all(), modified)
+        version, cells = _locate(source, reader)
+        if cells is not None and sum(c.size for c in cells) > FILE_BACKED_BYTES:
+            return StoredFile(version, FileBlob(fd, cells, str(path)), modified)
+        buffers = [buf for i in range(reader.num_record_batches) for buf in _data_cells(reader.get_batch(i))]
+        return StoredFile(version, BufferBlob(join_buffers(buffers)), modified)
+    finally:
+        source.close()  # buffers read from it keep the mapping alive
+
+
+def _locate(source: pa.MemoryMappedFile, reader: pa.ipc.RecordBatchFileReader) -> tuple[int, tuple[Cell, ...] | None]:
+    """The file's version (the first non-zero one of a batch's first row) and
+    the file offsets of its data cells; cells None where the bytes do not lie
+    in the file as they are read (compressed buffers)."""
+    source.seek(0)
+    start = source.read_buffer(1).address  # zero-copy slice: the address of file offset 0
+    end = start + source.size()
+    version, cells, inside = 0, [], True
+    for i in range(reader.num_record_batches):
+        batch = reader.get_batch(i)
+        if batch.num_rows == 0:
+            continue
+        versions = batch.column(0)
+        if not version:
+            version = versions[0].as_py() or 0
+        first = versions.buffers()[1].address + versions.offset * _VERSION_CELL_BYTES
+        inside = inside and start <= first and first + batch.num_rows * _VERSION_CELL_BYTES <= end
+        for buffer in _data_cells(batch):
+            inside = inside and start <= buffer.address and buffer.address + buffer.size <= end
+            cells.append(Cell(buffer.address - start, buffer.size))
+    return version, tuple(cells) if inside else None
+
+
+def _data_cells(batch: pa.RecordBatch) -> list[pa.Buffer]:
+    return [buffer for buffer in cells_as_buffers(batch.column(1)) if buffer.size]
+
+
+def _metadata_version(schema: pa.Schema) -> int:
+    raw = (schema.metadata or {}).get(VERSION_KEY, b"0")
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        return 0
+
+
+def framing_problem(path: Path) -> str | None:
+    """None if `path` starts and ends like an Arrow IPC file; else what is wrong
+    (judged by the magic bytes at both ends, without reading data). A missing
+    file is no problem here: it was replaced or deleted meanwhile."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                return "is empty"
+            magic = len(ARROW_MAGIC)
+            if size < 2 * magic + 4 or os.pread(file.fileno(), magic, 0) != ARROW_MAGIC:
+                return f"is not an Arrow IPC file ({size} bytes)"
+            if os.pread(file.fileno(), magic, size - magic) != ARROW_MAGIC:
+                return f"is cut short ({size} bytes, no Arrow footer)"
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None

@@ -1,0 +1,343 @@
+"""The on-disk layout of SPEC 2: where each key's files are, and moving them.
+
+    <root>/<seg>/<seg>[/<seg>].arrow           the base (or a native table)
+    <root>/.../<object>.deltas/<n>.arrow       delta n, n = 0, 1, 2 ... in order
+
+This is the storage seam: the store reaches files only through `Layout`'s
+methods (read, pending files, install, delete, scan, quarantine, damage), so
+another tier (an object store) can stand beside the local disk without the
+protocols or the store's rules changing. Guarantees kept here: a key's files
+are only ever replaced whole (by rename); a replace renames the new base in
+before it clears old deltas, a fresh object clears leftovers first, and a
+delete removes the base before its deltas, so a crash leaves the old object
+or the new one (plus, at worst, leftovers that reads ignore and `repair`
+removes). Reads change nothing on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from flame_cache.store.blobs import Blob
+from flame_cache.store.errors import StorageError
+from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored
+from flame_cache.store.keys import DELTAS_SUFFIX, MAX_SEGMENT_BYTES, OBJECT_SUFFIX, ObjectKey, is_folder_segment, is_object_id
+from flame_cache.store.pending import STREAM_BYTES, PendingFile, cut_name, disk_failure, is_temp_name
+
+log = logging.getLogger(__name__)
+
+SUFFIX = OBJECT_SUFFIX
+QUARANTINE = ".quarantine"  # hidden, like temporary names: no key segment begins with '.'
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object as its files hold it: the base file, its live deltas, and the
+    number of the next delta file (one past the highest there is)."""
+
+    base: StoredFile
+    deltas: tuple[pa.Buffer, ...]
+    next_delta_file: int
+
+
+class Layout:
+    """Maps keys to paths under one storage root and moves files atomically."""
+
+    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+        self.root = root
+        self.fsync = fsync
+        # A delete prunes empty folders; a write makes its folder, then its file
+        # in it. This lock keeps a prune out of the gap between the two.
+        self._folders = threading.Lock()
+        self._turns = threading.Lock()  # see `turn`
+        root.mkdir(parents=True, exist_ok=True)
+
+    def base_path(self, key: ObjectKey) -> Path:
+        *dirs, name = key.segments
+        return self.root.joinpath(*dirs, name + SUFFIX)
+
+    def deltas_dir(self, key: ObjectKey) -> Path:
+        *dirs, name = key.segments
+        return self.root.joinpath(*dirs, name + DELTAS_SUFFIX)
+
+    def delta_path(self, key: ObjectKey, index: int) -> Path:
+        return self.deltas_dir(key) / f"{index}{SUFFIX}"
+
+    def exists(self, key: ObjectKey) -> bool:
+        return self.base_path(key).is_file()
+
+    # -- writing ---------------------------------------------------------
+
+    def pending_base(self, key: ObjectKey) -> PendingFile:
+        return PendingFile(self, key, self.base_path(key))
+
+    def pending_delta(self, key: ObjectKey, index: int) -> PendingFile:
+        return PendingFile(self, key, self.delta_path(key, index))
+
+    def install_base(self, pending: PendingFile, *, fresh: bool) -> None:
+        """Rename a committed base into place and drop old deltas: for a
+        fresh object (version 1) leftovers of an earlier one at that key go
+        first; on a replace they go after, and a crash in between leaves
+        deltas older than the base, which reads ignore."""
+        deltas = self.deltas_dir(pending.key)
+        if fresh and deltas.exists():
+            _remove_tree(deltas)
+            self.flush(deltas.parent)  # leftovers must not outlive a power loss
+        pending.install()
+        if not fresh:
+            _remove_tree(deltas)
+
+    def turn(self, size: int) -> AbstractContextManager[object]:
+        """Writes from memory take turns. One is a handful of short system
+        calls, each of which lets go of the GIL: with several writers at once
+        every call handed the GIL to another thread and waited to get it back
+        (a convoy), slower together than one alone. Taking turns, a writer's
+        calls rarely find another writer waiting. Writes over STREAM_BYTES
+        (their copies are worth running side by side) and writes that fsync
+        (the disk flushes those together) do not queue. Figures: bench/README.md."""
+        if self.fsync or size > STREAM_BYTES:
+            return nullcontext()
+        return self._turns
+
+    def discard(self, temp: Path) -> None:
+        """Remove an unfinished temporary file, and the folders made for it if
+        that leaves them empty: a write that stored nothing leaves nothing."""
+        with self._folders:
+            temp.unlink(missing_ok=True)
+            folder = temp.parent
+            while folder != self.root and _try_rmdir(folder):
+                folder = folder.parent
+
+    def flush(self, path: Path) -> None:
+        """fsync a file or folder, if this layout promises durability."""
+        if self.fsync:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def create_raw_file(self, path: Path) -> int:
+        """Open a new file for writing (and positional reads), making its
+        folders. The folder usually exists: then no lock is needed, as a prune
+        cannot remove a folder with a file in it (with fsync the lock also
+        waits out another writer's flush of a folder it just made)."""
+
+        def create() -> int:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+
+        if not self.fsync:
+            try:
+                return create()
+            except FileNotFoundError:
+                pass
+        with self._folders:
+            self._make_dirs(path.parent)
+            return create()
+
+    def _make_dirs(self, folder: Path) -> None:
+        """`mkdir -p`; with fsync, each new folder's parent is flushed too, or
+        a power loss could drop the folder with the file acknowledged in it."""
+        missing = []
+        while not folder.is_dir() and folder != self.root:
+            missing.append(folder)
+            folder = folder.parent
+        for new in reversed(missing):
+            new.mkdir(exist_ok=True)
+            self.flush(new.parent)
+
+    # -- deleting --------------------------------------------------------
+
+    def delete(self, key: ObjectKey) -> None:
+        """Remove the base first, then the deltas: a crash in between leaves
+        only orphan deltas, which the next start-up clears."""
+        base = self.base_path(key)
+        try:
+            base.unlink(missing_ok=True)
+            self.flush(base.parent)
+        except OSError as exc:
+            log.error("deleting %s failed: %s", base, exc)
+            raise StorageError(f"could not delete object {str(key)!r}: {disk_failure(exc)}") from exc
+        _remove_tree(self.deltas_dir(key))
+
+    def prune_empty_dirs(self, segments: tuple[str, ...]) -> None:
+        """Remove empty directories at and below `segments`, then empty parents."""
+        top = self.root.joinpath(*segments)
+        with self._folders:
+            for folder, _, _ in os.walk(top, topdown=False):
+                _try_rmdir(folder)
+            for depth in range(len(segments) - 1, 0, -1):
+                _try_rmdir(self.root.joinpath(*segments[:depth]))
+
+    # -- reading ---------------------------------------------------------
+
+    def read(self, key: ObjectKey) -> StoredObject:
+        """The object's base and its live deltas, in order; nothing on disk
+        changes. Deltas older than the base (a crash during a replace) and
+        unfinished temporary files are skipped, not removed (`repair` does).
+        Raises FileNotFoundError if there is no base; ArrowInvalid or OSError
+        if a file is damaged."""
+        base = read_stored(self.base_path(key))
+        if isinstance(base.data, pa.Table):
+            return StoredObject(base, (), 0)
+        names = self.delta_names(key)
+        deltas = tuple(data for _, data in self.live_deltas(key, base.version or 1, names))
+        return StoredObject(base, deltas, delta_number(names[-1]) + 1 if names else 0)
+
+    def live_deltas(self, key: ObjectKey, base_version: int, names: list[str]) -> list[tuple[str, pa.Buffer]]:
+        """(file name, bytes) of each of the delta files `names` that is newer
+        than the base, in order."""
+        live = []
+        for name in names:
+            stored = read_stored(self.deltas_dir(key) / name)
+            if not isinstance(stored.data, Blob):
+                raise pa.ArrowInvalid(f"{self.deltas_dir(key) / name} is not an opaque delta")
+            if not is_stale(stored.version, base_version):
+                live.append((name, stored.data.buffer()))
+        return live
+
+    def delta_names(self, key: ObjectKey) -> list[str]:
+        """The delta files of `key` (`<n>.arrow`), in order of n."""
+        try:
+            names = os.listdir(self.deltas_dir(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted((n for n in names if is_delta_name(n)), key=delta_number)
+
+    def find_damage(self, key: ObjectKey) -> str | None:
+        """What is wrong with the object's files, judged by their Arrow file
+        framing alone (the magic bytes at both ends), without reading data:
+        a file cut short, emptied by a power loss, or not Arrow at all."""
+        problem = framing_problem(self.base_path(key))
+        if problem is not None:
+            return f"its base {problem}"
+        for name in self.delta_names(key):
+            problem = framing_problem(self.deltas_dir(key) / name)
+            if problem is not None:
+                return f"its delta {name} {problem}"
+        return None
+
+    def quarantine(self, key: ObjectKey) -> Path | None:
+        """Move a damaged object aside, under `.quarantine/`, keeping its path;
+        None if the disk refused (it is then refused again on each read)."""
+        target = self.root.joinpath(QUARANTINE, *key.segments[:-1])
+        tail = f"{SUFFIX}.{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        moved = target / f"{cut_name(key.object_id, MAX_SEGMENT_BYTES - len(tail) - len(DELTAS_SUFFIX))}{tail}"
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for source, dest in ((self.base_path(key), moved), (self.deltas_dir(key), Path(f"{moved}{DELTAS_SUFFIX}"))):
+                if source.exists():
+                    os.replace(source, dest)
+        except OSError as exc:
+            log.error("could not move damaged object %s aside: %s", key, exc)
+            return None
+        return moved
+
+    # -- discovering -----------------------------------------------------
+
+    def scan(self, below: tuple[str, ...] = (), *, tidy: bool = False) -> Iterator[ObjectKey]:
+        """Every object file at or below `below` (a selector's segments). With
+        `tidy` (start-up only, when no write is in flight) unfinished
+        temporary files and orphan deltas are removed; foreign names are
+        reported, never fatal. Only names that a key can map to are followed:
+        `below` is a key only if its last segment may be an object id, and a
+        folder only if every segment may be a folder (never a `.deltas/`)."""
+        folders = all(map(is_folder_segment, below))
+        if 2 <= len(below) <= 3 and all(map(is_folder_segment, below[:-1])) and is_object_id(below[-1]):
+            if self.base_path(ObjectKey(below)).is_file():
+                yield ObjectKey(below)
+        if len(below) < 3 and folders:
+            yield from self._scan_dir(self.root.joinpath(*below), below, tidy)
+
+    def _scan_dir(self, folder: Path, segments: tuple[str, ...], tidy: bool) -> Iterator[ObjectKey]:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        object_names = {e.name[: -len(SUFFIX)] for e in entries if e.name.endswith(SUFFIX)}
+        for entry in entries:
+            name = entry.name
+            if is_temp_name(name):
+                if tidy:
+                    log.warning("removing unfinished temporary file %s", entry.path)
+                    remove_any(entry.path)
+            elif not segments and name == QUARANTINE:
+                continue
+            elif entry.is_dir():
+                if name.endswith(DELTAS_SUFFIX) and name[: -len(DELTAS_SUFFIX)] in object_names:
+                    continue
+                if segments and name.endswith(DELTAS_SUFFIX) and _holds_only_deltas(entry.path):
+                    if tidy:
+                        log.warning("removing deltas %s whose object is gone", entry.path)
+                        remove_any(entry.path)
+                elif len(segments) < 2 and is_folder_segment(name):
+                    yield from self._scan_dir(Path(entry.path), (*segments, name), tidy)
+                elif tidy:
+                    log.warning("ignoring foreign directory %s", entry.path)
+            elif name.endswith(SUFFIX) and segments and is_object_id(name[: -len(SUFFIX)]):
+                yield ObjectKey((*segments, name[: -len(SUFFIX)]))
+            elif tidy:
+                log.warning("ignoring foreign file %s", entry.path)
+
+
+def is_delta_name(name: str) -> bool:
+    """`<n>.arrow`, n decimal digits."""
+    return name.endswith(SUFFIX) and _is_index(name[: -len(SUFFIX)])
+
+
+def delta_number(name: str) -> int:
+    """n of a delta file `<n>.arrow`."""
+    return int(name[: -len(SUFFIX)])
+
+
+def is_stale(delta_version: int, base_version: int) -> bool:
+    """A delta older than its base: a replace renames the new base in, then
+    clears the old deltas, and a crash in between leaves them. Upstream's
+    deltas carry version 0 and follow a base of version 0 (read as 1); beside
+    a base of version 2 or more, which only a replace writes, they are such
+    leftovers too."""
+    if delta_version:
+        return delta_version <= base_version
+    return base_version > 1
+
+
+def remove_any(path: str | Path) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        Path(path).unlink(missing_ok=True)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _holds_only_deltas(path: str) -> bool:
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):  # deleted meanwhile
+        return False
+    return bool(names) and all(is_delta_name(n) or is_temp_name(n) for n in names)
+
+
+def _is_index(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _try_rmdir(path: str | Path) -> bool:
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
