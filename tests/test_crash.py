@@ -38,7 +38,7 @@ NAMESPACES = ("crash/a", "crash/b", "seed")
 MAX_KEYS = 48  # beyond it, writes go to existing keys: each restart reads every key back
 BIG_NAMESPACE = "crash/big"  # only the streamed uploads write here
 BIG_KEYS = ("crash/big/b0", "crash/big/b1")
-STREAMED = 4 * MiB  # an upload over this streams to a temporary file (STREAM_BYTES)
+STREAMED = 4 * MiB  # an upload over this streams to a temporary file (IN_MEMORY_BYTES)
 
 
 class Run:

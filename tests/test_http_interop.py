@@ -25,7 +25,7 @@ from tests.server import CacheServer, clean_env
 
 RAW = "application/octet-stream"
 ARROW = "application/vnd.apache.arrow.stream"
-BIG = 9 * 2**20 + 12345  # over STREAM_BYTES (the upload streams to its file) and the inline limit
+BIG = 9 * 2**20 + 12345  # over IN_MEMORY_BYTES (the upload streams to its file) and the inline limit
 
 
 SERVER_OPTIONS = dict(with_http=True)  # for the `server` fixture in conftest

@@ -118,7 +118,7 @@ def test_a_streamed_upload_racing_a_write_is_framed_with_the_later_version(serve
     put_path(fc, "format/race/o", b"first")  # version 1
 
     def body() -> Iterator[bytes]:
-        yield payload(5 * MiB, seed=1)  # past STREAM_BYTES: the upload has its file now
+        yield payload(5 * MiB, seed=1)  # past IN_MEMORY_BYTES: the upload has its file now
         assert put_path(fc, "format/race/o", b"second")["version"] == 2
         yield payload(MiB, seed=2)
 

@@ -26,7 +26,7 @@ from flame_cache.http.errors import HttpError
 from flame_cache.store import InvalidArgument
 from flame_cache.store.limits import WriteLimits
 from flame_cache.store.objects import is_opaque_schema
-from flame_cache.store.wire import PIECE_BYTES, ipc_stream, upload_body
+from flame_cache.store.wire import Pieces, ipc_stream, upload_body
 
 RAW = "application/octet-stream"
 ARROW = "application/vnd.apache.arrow.stream"
@@ -77,17 +77,12 @@ async def with_body(request: Request, work: Callable[[Iterator[bytes]], T]) -> T
 
 async def _pieces(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The body in pieces of about PIECE_BYTES (fewer thread hand-overs)."""
-    pending: list[bytes] = []
-    size = 0
+    pieces = Pieces()
     async for chunk in stream:
-        if chunk:
-            pending.append(chunk)
-            size += len(chunk)
-        if size >= PIECE_BYTES:
-            yield b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
+        if (piece := pieces.add(chunk)) is not None:
+            yield piece
+    if (piece := pieces.rest()) is not None:
+        yield piece
 
 
 def upload_payload(kind: str, chunks: Iterator[bytes], limits: WriteLimits, target: str) -> Iterator[bytes] | pa.Table:

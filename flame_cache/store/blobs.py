@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+# Memory or disk, decided once: a base up to this many bytes is held in memory
+# (a body is collected as it arrives, a stored base is mapped when read); a
+# larger one is written to its file as it arrives and read from it by range.
+IN_MEMORY_BYTES = 4 * 1024 * 1024
+
 
 def join_buffers(chunks: list[pa.Buffer]) -> pa.Buffer:
     """One contiguous buffer from `chunks`: no copy for a single chunk, else one."""

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flame_cache.store.blobs import Blob, BufferBlob, Cell, FileBlob, join_buffers
+from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob, BufferBlob, Cell, FileBlob, join_buffers
 from flame_cache.store.objects import VERSION_KEY, binary_cell, cells_as_buffers, is_opaque_schema
 from flame_cache.store.splice import FramingFile, Splice
 
 ARROW_MAGIC = b"ARROW1"
 SMALL_FILE_BYTES = 256 * 1024  # a file up to about this size is framed in memory and written in one piece
-FILE_BACKED_BYTES = 4 * 1024 * 1024  # a base over this stays in its file, read by range; smaller ones are mapped
 _VERSION_CELL_BYTES = 8  # uint64
 
 
@@ -108,7 +107,7 @@ def _parse(fd: int, path: Path) -> StoredFile:
         if not is_opaque_schema(schema):
             return StoredFile(_metadata_version(schema), reader.read_all(), modified)
         version, cells = _locate(source, reader)
-        if cells is not None and sum(c.size for c in cells) > FILE_BACKED_BYTES:
+        if cells is not None and sum(c.size for c in cells) > IN_MEMORY_BYTES:
             return StoredFile(version, FileBlob(fd, cells, str(path)), modified)
         buffers = [buf for i in range(reader.num_record_batches) for buf in _data_cells(reader.get_batch(i))]
         return StoredFile(version, BufferBlob(join_buffers(buffers)), modified)

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flame_cache.store.blobs import Blob
+from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob
 from flame_cache.store.errors import StorageError
 from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored
 from flame_cache.store.keys import DELTAS_SUFFIX, MAX_SEGMENT_BYTES, OBJECT_SUFFIX, ObjectKey, is_folder_segment, is_object_id
-from flame_cache.store.pending import STREAM_BYTES, PendingFile, cut_name, disk_failure, is_temp_name
+from flame_cache.store.pending import PendingFile, cut_name, disk_failure, is_temp_name
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,10 @@ class Layout:
         calls, each of which lets go of the GIL: with several writers at once
         every call handed the GIL to another thread and waited to get it back
         (a convoy), slower together than one alone. Taking turns, a writer's
-        calls rarely find another writer waiting. Writes over STREAM_BYTES
+        calls rarely find another writer waiting. Writes over IN_MEMORY_BYTES
         (their copies are worth running side by side) and writes that fsync
         (the disk flushes those together) do not queue. Figures: bench/README.md."""
-        if self.fsync or size > STREAM_BYTES:
+        if self.fsync or size > IN_MEMORY_BYTES:
             return nullcontext()
         return self._turns
 

@@ -12,7 +12,7 @@ Two ways in, one file format (`fileformat`):
   small cell is framed in memory and written with one `writev`; a larger
   one is written from where it lies, between its frame's two halves.
 - `append(chunk)`, then `seal(version)`: a body too long to hold (over
-  STREAM_BYTES) is written into the cell as it arrives, at the offset a
+  blobs.IN_MEMORY_BYTES) is written into the cell as it arrives, at the offset a
   one-row file's cell begins; pyarrow frames it once the body has ended, with
   the version the object then gets, so a write that landed during the upload
   only moves the version on.
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STREAM_BYTES = 4 * 1024 * 1024  # a body over this is written as it arrives; up to it, collected (and kept for gets)
 TEMP_MARK = ".tmp-"
 
 Chunk = bytes | memoryview | pa.Buffer  # anything with the buffer protocol

@@ -8,7 +8,7 @@ Both protocols call these methods with keys they parsed once at their edge
   writes have one winner;
 - limits: key length on create, object size once per chunk that arrives,
   deltas per object;
-- memory or disk: a body up to STREAM_BYTES is collected, written from memory
+- memory or disk (`blobs.IN_MEMORY_BYTES`): a body up to it is collected, written from memory
   and kept for the next get; a longer one is written to its file as it
   arrives, without holding the key's lock;
 - reads never wait for writers and get one whole version (an immutable
@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flame_cache.store import repair
-from flame_cache.store.blobs import BufferBlob, join_buffers
+from flame_cache.store.blobs import IN_MEMORY_BYTES, BufferBlob, join_buffers
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.errors import InvalidArgument, ObjectNotFound, StorageError
 from flame_cache.store.eviction import Eviction
@@ -39,7 +39,7 @@ from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.layout import Layout
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
-from flame_cache.store.pending import STREAM_BYTES, Chunk
+from flame_cache.store.pending import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Store:
         if isinstance(body, (pa.Buffer, pa.Table)):
             return self._write_whole(key, body, condition)
         chunks = self._counted(target, body)
-        head, ended = _head(chunks, STREAM_BYTES)
+        head, ended = _head(chunks, IN_MEMORY_BYTES)
         if ended or self.layout is None:
             return self._write_whole(key, _join(itertools.chain(head, chunks)), condition)
         return self._write_streamed(key, itertools.chain(head, chunks), condition)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from flame_cache.store.blobs import Blob
+from flame_cache.store.blobs import Blob, BufferBlob
 from flame_cache.store.errors import InvalidArgument
 from flame_cache.store.objects import (
     Kind,
@@ -274,8 +274,7 @@ class _Sink:
                 _, spliced = part
                 yield from blob_pieces(spliced.blob, spliced.offset, spliced.offset + spliced.size)
             elif isinstance(part, pa.Buffer):
-                for offset in range(0, part.size, PIECE_BYTES):
-                    yield part.slice(offset, min(PIECE_BYTES, part.size - offset)).to_pybytes()
+                yield from blob_pieces(BufferBlob(part), 0, part.size)
             elif part:
                 yield part
 
@@ -288,13 +287,33 @@ def blob_pieces(blob: Blob, start: int, end: int) -> Iterator[bytes]:
 
 def _merge(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Small writes (metadata, padding) joined, so messages are not tiny."""
-    pending: list[bytes] = []
-    size = 0
+    pieces = Pieces()
     for chunk in chunks:
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= PIECE_BYTES:
-            yield b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
+        if (piece := pieces.add(chunk)) is not None:
+            yield piece
+    if (piece := pieces.rest()) is not None:
+        yield piece
+
+
+class Pieces:
+    """Joins chunks into pieces of at least PIECE_BYTES: what a body sends or
+    receives at a time (few messages, few thread hand-overs)."""
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> bytes | None:
+        """The next whole piece, once the chunks added make one."""
+        if chunk:
+            self._pending.append(chunk)
+            self._size += len(chunk)
+        return self.rest() if self._size >= PIECE_BYTES else None
+
+    def rest(self) -> bytes | None:
+        """What is left (None if nothing)."""
+        if not self._pending:
+            return None
+        piece = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._size = [], 0
+        return piece
