@@ -27,7 +27,8 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,17 +94,16 @@ class PendingFile:
             self.size += memoryview(chunk).nbytes
 
     def seal(self, version: int) -> None:
-        """Frame the appended cell as `version` and close the file; the
-        caller holds the key's lock, so the version is final."""
+        """Frame the appended cell (never empty: a short body is written
+        whole) as `version` and close the file; the caller holds the key's
+        lock, so the version is final."""
+        assert self._fd is not None and self.size > 0
         with self._failures():
-            if self._fd is None:  # nothing was appended: an empty body
-                self._fd = self._open()
-            head, tail = opaque_frame(version, self.size) if self.size else (small_file(version, pa.py_buffer(b"")), b"")
-            if self.size and len(head) != data_offset():  # a cell of 2 GiB or more: its schema says large_binary
+            head, tail = opaque_frame(version, self.size)
+            if len(head) != data_offset():  # a cell of 2 GiB or more: its schema says large_binary
                 self._move_cell(len(head))
             os.pwrite(self._fd, head, 0)
-            if tail:
-                os.pwrite(self._fd, tail, len(head) + self.size)
+            os.pwrite(self._fd, tail, len(head) + self.size)
             self._close()
 
     def install(self) -> None:
@@ -164,33 +164,26 @@ class PendingFile:
         self.discard()
         self._fd, self.temp = fd, moved
 
-    def _failures(self) -> _Failures:
-        return _Failures(self)
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """While writing: a disk error becomes a StorageError (the file
+        removed), and data that has no IPC file form an InvalidArgument."""
+        try:
+            yield
+        except OSError as exc:
+            self.discard()
+            raise self._error(exc) from exc
+        except pa.ArrowException as exc:
+            self.discard()
+            raise InvalidArgument(f"object {str(self.key)!r} cannot be stored as an Arrow IPC file: {exc}") from exc
+        except BaseException:
+            self.discard()
+            raise
 
     def _error(self, exc: OSError, *, renamed: bool = False) -> StorageError:
         log.error("writing object %s failed: %s", self.key, exc)
         outcome = "it may or may not be stored" if renamed else "nothing was stored"
         return StorageError(f"could not store object {str(self.key)!r}: {disk_failure(exc)}; {outcome}")
-
-
-class _Failures:
-    """While writing: a disk error becomes a StorageError (the file removed),
-    and data that has no IPC file form an InvalidArgument."""
-
-    def __init__(self, pending: PendingFile) -> None:
-        self.pending = pending
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None:
-            return
-        self.pending.discard()
-        if isinstance(exc, OSError):
-            raise self.pending._error(exc) from exc
-        if isinstance(exc, pa.ArrowException):
-            raise InvalidArgument(f"object {str(self.pending.key)!r} cannot be stored as an Arrow IPC file: {exc}") from exc
 
 
 class _Sink:

@@ -339,22 +339,13 @@ class Store:
             if exc.errno is not None:  # the disk, not the file: maybe passing, so nothing is moved
                 log.error("reading object %s failed: %s", key, exc)
                 raise StorageError(f"could not read object {str(key)!r}: {exc.strerror or exc}") from None
-            raise self._set_aside(entry, str(exc)) from None  # pyarrow's IOError about the bytes, e.g. a bad footer
+            raise self.set_aside(entry, str(exc)) from None  # pyarrow's IOError about the bytes, e.g. a bad footer
         except (pa.ArrowException, ValueError, TypeError, LookupError) as exc:  # what a bad file raises
-            raise self._set_aside(entry, str(exc)) from None
+            raise self.set_aside(entry, str(exc)) from None
         snapshot = _snapshot(str(key), stored)
         if keep:
             self.index.install(entry, snapshot)
         return snapshot
-
-    def _set_aside(self, entry: Entry, problem: str) -> ObjectNotFound:
-        """Quarantine a damaged object and stop serving it (the caller holds
-        its key lock); the error that its reader gets."""
-        assert self.layout is not None
-        moved = self.layout.quarantine(entry.key)
-        self.index.remove(entry)
-        log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
-        return ObjectNotFound(f"object {entry.name!r} was damaged on disk and has been set aside")
 
     def _index_disk(self) -> None:
         assert self.layout is not None
@@ -368,66 +359,22 @@ class Store:
     # -- the storage check -----------------------------------------------
 
     def start_disk_check(self) -> threading.Thread | None:
-        """Run `check_disk` in the background: start-up indexes names only,
-        so serving starts at once and damage is found moments later."""
-        if self.layout is None:
-            return None
-        thread = threading.Thread(target=self._check_disk_logged, name="storage-check", daemon=True)
-        thread.start()
-        return thread
+        """`check_disk` in the background (`repair.start_check`)."""
+        return repair.start_check(self)
 
     def check_disk(self) -> list[str]:
-        """Set aside every object whose files are cut short, empty or not Arrow
-        files (judged by their framing, without reading data), and tidy the
-        deltas folders (`repair.tidy_deltas`); the keys set aside. Safe beside
-        requests: a suspect object is checked again under its key lock, and
-        objects loaded since are fine."""
-        if self.layout is None:
-            return []
-        damaged: list[str] = []
-        for entry in self.index.all():
-            if entry.snapshot is not None:
-                continue
-            with self.index.key_lock(entry.name):
-                if entry.snapshot is not None or self.index.get(entry.name) is not entry:
-                    continue
-                problem = self.layout.find_damage(entry.key) or self._tidy(entry)
-                if problem is None:
-                    continue
-                self._set_aside(entry, problem)
-            damaged.append(entry.name)
-        return damaged
+        """Set aside damaged objects and tidy deltas folders (`repair.check`);
+        the keys set aside."""
+        return repair.check(self)
 
-    def _tidy(self, entry: Entry) -> str | None:
-        """`repair.tidy_deltas`; what is wrong with the files if they cannot
-        be read for it (damage the framing does not show)."""
+    def set_aside(self, entry: Entry, problem: str) -> ObjectNotFound:
+        """Quarantine a damaged object and stop serving it (the caller holds
+        its key lock); the error that its reader gets."""
         assert self.layout is not None
-        try:
-            repair.tidy_deltas(self.layout, entry.key)
-        except FileNotFoundError:
-            return None  # deleted meanwhile
-        except OSError as exc:
-            if exc.errno is not None:
-                log.error("tidying the deltas of %s failed: %s", entry.name, exc)
-                return None
-            return str(exc)
-        except (pa.ArrowException, ValueError, TypeError, LookupError) as exc:
-            return str(exc)
-        return None
-
-    def _check_disk_logged(self) -> None:
-        started = time.monotonic()
-        try:
-            damaged = self.check_disk()
-        except Exception:  # a bug here must not go unseen, nor stop serving
-            log.exception("the storage check failed")
-            return
-        log.info(
-            "storage check: %d damaged object(s) set aside%s in %.2fs",
-            len(damaged),
-            f" ({', '.join(damaged[:10])}{', ...' if len(damaged) > 10 else ''})" if damaged else "",
-            time.monotonic() - started,
-        )
+        moved = self.layout.quarantine(entry.key)
+        self.index.remove(entry)
+        log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
+        return ObjectNotFound(f"object {entry.name!r} was damaged on disk and has been set aside")
 
 
 def _key(key: KeyLike) -> ObjectKey:
