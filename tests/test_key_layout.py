@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flame_cache.store import InvalidArgument, Store
+from flame_cache.store import InvalidArgument, Store, repair
 from flame_cache.store.layout import QUARANTINE, Layout
 from flame_cache.store.pending import is_temp_name, temp_name
 from flame_cache.store.keys import MAX_OBJECT_ID_BYTES, MAX_SEGMENT_BYTES, ObjectKey
@@ -190,7 +190,7 @@ def test_the_longest_object_id_can_be_set_aside_when_damaged(tmp_path: Path):
     base = store.layout.base_path(ObjectKey.parse(key))
     base.write_bytes(base.read_bytes()[:-10])  # cut short, as by a power loss
     restarted = Store(tmp_path)
-    assert restarted.check_disk() == [key]
+    assert repair.check(restarted) == [key]
     set_aside = sorted(p.name for p in (tmp_path / QUARANTINE / "q" / "s").iterdir())
     assert len(set_aside) == 2 and set_aside[1] == set_aside[0] + ".deltas"
     assert not base.exists() and restarted.list() == []

@@ -12,7 +12,7 @@ from flame_cache.flight import CacheFlightServer
 from flame_cache.http import HttpServer, create_app
 from flame_cache.http.protocol import ConnectionLimits
 from flame_cache.http.server import BACKLOG as HTTP_BACKLOG
-from flame_cache.store import Store
+from flame_cache.store import Store, repair
 
 log = logging.getLogger("flame_cache")
 
@@ -30,7 +30,7 @@ def build_store(config: Config) -> Store:
         max_object_size=config.max_object_size,
         max_key_bytes=config.max_key_bytes,
     )
-    store.start_disk_check()  # in the background: damaged files are set aside and reported
+    repair.start_check(store)  # in the background: damaged files are set aside and reported
     return store
 
 

@@ -43,7 +43,6 @@ from flame_cache.http.conditions import (
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
 from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot
-from flame_cache.store.blobs import BufferBlob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.keys import Namespace, ObjectKey, shorten
 from flame_cache.store.objects import MAX_VERSION
@@ -209,7 +208,7 @@ def _delta(snapshot: Snapshot, index: int, ctx: Context) -> Response:
             404, "not_found", f"object {info.key!r} has {len(snapshot.deltas)} delta(s); there is no delta {index}"
         )
     ctx.metrics.hit()
-    delta = BufferBlob(snapshot.deltas[index])
+    delta = snapshot.deltas[index]
     return StreamingResponse(
         blob_pieces(delta, 0, delta.size),
         media_type=RAW,

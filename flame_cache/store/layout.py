@@ -32,6 +32,7 @@ import pyarrow as pa
 from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob
 from flame_cache.store.errors import StorageError
 from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored
+from flame_cache.store.folders import Folders
 from flame_cache.store.keys import DELTAS_SUFFIX, MAX_SEGMENT_BYTES, OBJECT_SUFFIX, ObjectKey, is_folder_segment, is_object_id
 from flame_cache.store.pending import PendingFile, cut_name, disk_failure, is_temp_name
 
@@ -47,7 +48,7 @@ class StoredObject:
     number of the next delta file (one past the highest there is)."""
 
     base: StoredFile
-    deltas: tuple[pa.Buffer, ...]
+    deltas: tuple[Blob, ...]
     next_delta_file: int
 
 
@@ -56,12 +57,8 @@ class Layout:
 
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root
-        self.fsync = fsync
-        # A delete prunes empty folders; a write makes its folder, then its file
-        # in it. This lock keeps a prune out of the gap between the two.
-        self._folders = threading.Lock()
+        self.folders = Folders(root, fsync=fsync)
         self._turns = threading.Lock()  # see `turn`
-        root.mkdir(parents=True, exist_ok=True)
 
     def base_path(self, key: ObjectKey) -> Path:
         *dirs, name = key.segments
@@ -80,10 +77,10 @@ class Layout:
     # -- writing ---------------------------------------------------------
 
     def pending_base(self, key: ObjectKey) -> PendingFile:
-        return PendingFile(self, key, self.base_path(key))
+        return PendingFile(self.folders, key, self.base_path(key))
 
     def pending_delta(self, key: ObjectKey, index: int) -> PendingFile:
-        return PendingFile(self, key, self.delta_path(key, index))
+        return PendingFile(self.folders, key, self.delta_path(key, index))
 
     def install_base(self, pending: PendingFile, *, fresh: bool) -> None:
         """Rename a committed base into place and drop old deltas: for a
@@ -93,7 +90,7 @@ class Layout:
         deltas = self.deltas_dir(pending.key)
         if fresh and deltas.exists():
             _remove_tree(deltas)
-            self.flush(deltas.parent)  # leftovers must not outlive a power loss
+            self.folders.flush(deltas.parent)  # leftovers must not outlive a power loss
         pending.install()
         if not fresh:
             _remove_tree(deltas)
@@ -106,56 +103,9 @@ class Layout:
         calls rarely find another writer waiting. Writes over IN_MEMORY_BYTES
         (their copies are worth running side by side) and writes that fsync
         (the disk flushes those together) do not queue. Figures: bench/README.md."""
-        if self.fsync or size > IN_MEMORY_BYTES:
+        if self.folders.fsync or size > IN_MEMORY_BYTES:
             return nullcontext()
         return self._turns
-
-    def discard(self, temp: Path) -> None:
-        """Remove an unfinished temporary file, and the folders made for it if
-        that leaves them empty: a write that stored nothing leaves nothing."""
-        with self._folders:
-            temp.unlink(missing_ok=True)
-            folder = temp.parent
-            while folder != self.root and _try_rmdir(folder):
-                folder = folder.parent
-
-    def flush(self, path: Path) -> None:
-        """fsync a file or folder, if this layout promises durability."""
-        if self.fsync:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def create_raw_file(self, path: Path) -> int:
-        """Open a new file for writing (and positional reads), making its
-        folders. The folder usually exists: then no lock is needed, as a prune
-        cannot remove a folder with a file in it (with fsync the lock also
-        waits out another writer's flush of a folder it just made)."""
-
-        def create() -> int:
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-
-        if not self.fsync:
-            try:
-                return create()
-            except FileNotFoundError:
-                pass
-        with self._folders:
-            self._make_dirs(path.parent)
-            return create()
-
-    def _make_dirs(self, folder: Path) -> None:
-        """`mkdir -p`; with fsync, each new folder's parent is flushed too, or
-        a power loss could drop the folder with the file acknowledged in it."""
-        missing = []
-        while not folder.is_dir() and folder != self.root:
-            missing.append(folder)
-            folder = folder.parent
-        for new in reversed(missing):
-            new.mkdir(exist_ok=True)
-            self.flush(new.parent)
 
     # -- deleting --------------------------------------------------------
 
@@ -165,7 +115,7 @@ class Layout:
         base = self.base_path(key)
         try:
             base.unlink(missing_ok=True)
-            self.flush(base.parent)
+            self.folders.flush(base.parent)
         except OSError as exc:
             log.error("deleting %s failed: %s", base, exc)
             raise StorageError(f"could not delete object {str(key)!r}: {disk_failure(exc)}") from exc
@@ -173,12 +123,7 @@ class Layout:
 
     def prune_empty_dirs(self, segments: tuple[str, ...]) -> None:
         """Remove empty directories at and below `segments`, then empty parents."""
-        top = self.root.joinpath(*segments)
-        with self._folders:
-            for folder, _, _ in os.walk(top, topdown=False):
-                _try_rmdir(folder)
-            for depth in range(len(segments) - 1, 0, -1):
-                _try_rmdir(self.root.joinpath(*segments[:depth]))
+        self.folders.prune(segments)
 
     # -- reading ---------------------------------------------------------
 
@@ -195,7 +140,7 @@ class Layout:
         deltas = tuple(data for _, data in self.live_deltas(key, base.version or 1, names))
         return StoredObject(base, deltas, delta_number(names[-1]) + 1 if names else 0)
 
-    def live_deltas(self, key: ObjectKey, base_version: int, names: list[str]) -> list[tuple[str, pa.Buffer]]:
+    def live_deltas(self, key: ObjectKey, base_version: int, names: list[str]) -> list[tuple[str, Blob]]:
         """(file name, bytes) of each of the delta files `names` that is newer
         than the base, in order."""
         live = []
@@ -204,7 +149,7 @@ class Layout:
             if not isinstance(stored.data, Blob):
                 raise pa.ArrowInvalid(f"{self.deltas_dir(key) / name} is not an opaque delta")
             if not is_stale(stored.version, base_version):
-                live.append((name, stored.data.buffer()))
+                live.append((name, stored.data))
         return live
 
     def delta_names(self, key: ObjectKey) -> list[str]:
@@ -333,11 +278,3 @@ def _holds_only_deltas(path: str) -> bool:
 
 def _is_index(text: str) -> bool:
     return text.isascii() and text.isdigit()
-
-
-def _try_rmdir(path: str | Path) -> bool:
-    try:
-        os.rmdir(path)
-    except OSError:
-        return False
-    return True

@@ -106,7 +106,7 @@ class Snapshot:
     version: int
     base_version: int
     base: Blob | pa.Table
-    deltas: tuple[pa.Buffer, ...] = ()
+    deltas: tuple[Blob, ...] = ()
     updated: float = field(default_factory=time.time)
     # Where the storage puts the next delta: its delta files are numbered from
     # 0, and after a crash files older than the base may hold lower numbers.
@@ -132,7 +132,7 @@ class Snapshot:
         return replace(
             self,
             version=self.version + 1,
-            deltas=(*self.deltas, delta),
+            deltas=(*self.deltas, BufferBlob(delta)),
             updated=updated,
             next_delta_file=self.next_delta_file + 1,
         )
@@ -151,8 +151,7 @@ class Snapshot:
 
     def _patch_rows(self, start: int) -> tuple[Row, ...]:
         return tuple(
-            Row(self.base_version + 1 + i, RowKind.PATCH, BufferBlob(self.deltas[i]))
-            for i in range(start, len(self.deltas))
+            Row(self.base_version + 1 + i, RowKind.PATCH, self.deltas[i]) for i in range(start, len(self.deltas))
         )
 
 

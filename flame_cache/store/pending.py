@@ -30,17 +30,13 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import pyarrow as pa
 
 from flame_cache.store.errors import InvalidArgument, StorageError
 from flame_cache.store.fileformat import SMALL_FILE_BYTES, data_offset, opaque_frame, small_file
+from flame_cache.store.folders import Folders
 from flame_cache.store.keys import MAX_SEGMENT_BYTES, ObjectKey
 from flame_cache.store.rename import replace_file
-
-if TYPE_CHECKING:
-    from flame_cache.store.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +48,8 @@ Chunk = bytes | memoryview | pa.Buffer  # anything with the buffer protocol
 class PendingFile:
     """A new file for `target` (of object `key`), until it is installed."""
 
-    def __init__(self, layout: Layout, key: ObjectKey, target: Path) -> None:
-        self.layout = layout
+    def __init__(self, folders: Folders, key: ObjectKey, target: Path) -> None:
+        self.folders = folders
         self.key = key
         self.target = target
         self.temp = target.with_name(temp_name(target.name))
@@ -113,7 +109,7 @@ class PendingFile:
             replace_file(self.temp, self.target)
             renamed = True
             self._installed = True
-            self.layout.flush(self.target.parent)
+            self.folders.flush(self.target.parent)
         except FileNotFoundError as exc:
             if renamed:
                 raise self._error(exc, renamed=True) from exc
@@ -129,17 +125,17 @@ class PendingFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self.layout.discard(self.temp)
+        self.folders.discard(self.temp)
 
     # -- internals --------------------------------------------------------
 
     def _open(self) -> int:
-        self._fd = self.layout.create_raw_file(self.temp)
+        self._fd = self.folders.create_file(self.temp)
         return self._fd
 
     def _close(self) -> None:
         assert self._fd is not None
-        if self.layout.fsync:
+        if self.folders.fsync:
             os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
@@ -149,7 +145,7 @@ class PendingFile:
         a cell of 2 GiB or more has a longer frame ahead of it."""
         assert self._fd is not None
         moved = self.temp.with_name(temp_name(self.target.name))
-        fd = self.layout.create_raw_file(moved)
+        fd = self.folders.create_file(moved)
         source, done = data_offset(), 0
         try:
             while done < self.size:
@@ -159,7 +155,7 @@ class PendingFile:
                 done += copied
         except BaseException:
             os.close(fd)
-            self.layout.discard(moved)
+            self.folders.discard(moved)
             raise
         self.discard()
         self._fd, self.temp = fd, moved

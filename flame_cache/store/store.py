@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -29,7 +28,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flame_cache.store import repair
 from flame_cache.store.blobs import IN_MEMORY_BYTES, BufferBlob, join_buffers
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.errors import InvalidArgument, ObjectNotFound, StorageError
@@ -356,16 +354,7 @@ class Store:
             entries[name] = Entry(name)
         log.info("indexed %d object(s) in %s in %.2fs", len(entries), self.layout.root, time.monotonic() - started)
 
-    # -- the storage check -----------------------------------------------
-
-    def start_disk_check(self) -> threading.Thread | None:
-        """`check_disk` in the background (`repair.start_check`)."""
-        return repair.start_check(self)
-
-    def check_disk(self) -> list[str]:
-        """Set aside damaged objects and tidy deltas folders (`repair.check`);
-        the keys set aside."""
-        return repair.check(self)
+    # -- damage ----------------------------------------------------------
 
     def set_aside(self, entry: Entry, problem: str) -> ObjectNotFound:
         """Quarantine a damaged object and stop serving it (the caller holds
