@@ -29,8 +29,10 @@ def build_store(config: Config) -> Store:
         fsync=config.fsync,
         max_object_size=config.max_object_size,
         max_key_bytes=config.max_key_bytes,
+        scrub=config.scrub,
     )
     store.start_disk_check()  # in the background: damaged files are set aside and reported
+    store.start_scrub()  # checksums re-read at cache.scrub's rate
     return store
 
 

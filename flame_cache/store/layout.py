@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob
 from flame_cache.store.errors import StorageError
-from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored
+from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored, verify_blob
 from flame_cache.store.keys import DELTAS_SUFFIX, MAX_SEGMENT_BYTES, OBJECT_SUFFIX, ObjectKey, is_folder_segment, is_object_id
 from flame_cache.store.pending import PendingFile, cut_name, disk_failure, is_temp_name
 
@@ -186,8 +186,9 @@ class Layout:
         """The object's base and its live deltas, in order; nothing on disk
         changes. Deltas older than the base (a crash during a replace) and
         unfinished temporary files are skipped, not removed (`repair` does).
-        Raises FileNotFoundError if there is no base; ArrowInvalid or OSError
-        if a file is damaged."""
+        Every file's data is compared with the checksum it carries (once, here:
+        this is the load). Raises FileNotFoundError if there is no base;
+        ArrowInvalid, OSError or ChecksumMismatch if a file is damaged."""
         base = read_stored(self.base_path(key))
         if isinstance(base.data, pa.Table):
             return StoredObject(base, (), 0)
@@ -197,14 +198,24 @@ class Layout:
 
     def live_deltas(self, key: ObjectKey, base_version: int, names: list[str]) -> list[tuple[str, pa.Buffer]]:
         """(file name, bytes) of each of the delta files `names` that is newer
-        than the base, in order."""
+        than the base, in order, each checked against its checksum."""
+        return [(name, blob.buffer()) for name, blob in self.live_delta_blobs(key, base_version, names)]
+
+    def live_delta_blobs(
+        self, key: ObjectKey, base_version: int, names: list[str], *, verify: bool = True
+    ) -> list[tuple[str, Blob]]:
+        """`live_deltas` as blobs; with `verify`, each live delta's data is
+        compared with its checksum (ChecksumMismatch naming the file)."""
         live = []
         for name in names:
-            stored = read_stored(self.deltas_dir(key) / name)
+            path = self.deltas_dir(key) / name
+            stored = read_stored(path, verify=False)
             if not isinstance(stored.data, Blob):
-                raise pa.ArrowInvalid(f"{self.deltas_dir(key) / name} is not an opaque delta")
+                raise pa.ArrowInvalid(f"{path} is not an opaque delta")
             if not is_stale(stored.version, base_version):
-                live.append((name, stored.data.buffer()))
+                if verify:
+                    verify_blob(stored.data, str(path))
+                live.append((name, stored.data))
         return live
 
     def delta_names(self, key: ObjectKey) -> list[str]:
