@@ -182,24 +182,26 @@ class Layout:
 
     # -- reading ---------------------------------------------------------
 
-    def read(self, key: ObjectKey) -> StoredObject:
+    def read(self, key: ObjectKey, *, verify: bool = True) -> StoredObject:
         """The object's base and its live deltas, in order; nothing on disk
         changes. Deltas older than the base (a crash during a replace) and
         unfinished temporary files are skipped, not removed (`repair` does).
-        Every file's data is compared with the checksum it carries (once, here:
-        this is the load). Raises FileNotFoundError if there is no base;
+        With `verify` every file's data is compared with the checksum it
+        carries (once, here: this is the load; without, for metadata only). Raises FileNotFoundError if there is no base;
         ArrowInvalid, OSError or ChecksumMismatch if a file is damaged."""
-        base = read_stored(self.base_path(key))
+        base = read_stored(self.base_path(key), verify=verify)
         if isinstance(base.data, pa.Table):
             return StoredObject(base, (), 0)
         names = self.delta_names(key)
-        deltas = tuple(data for _, data in self.live_deltas(key, base.version or 1, names))
+        deltas = tuple(data for _, data in self.live_deltas(key, base.version or 1, names, verify=verify))
         return StoredObject(base, deltas, delta_number(names[-1]) + 1 if names else 0)
 
-    def live_deltas(self, key: ObjectKey, base_version: int, names: list[str]) -> list[tuple[str, pa.Buffer]]:
+    def live_deltas(
+        self, key: ObjectKey, base_version: int, names: list[str], *, verify: bool = True
+    ) -> list[tuple[str, pa.Buffer]]:
         """(file name, bytes) of each of the delta files `names` that is newer
-        than the base, in order, each checked against its checksum."""
-        return [(name, blob.buffer()) for name, blob in self.live_delta_blobs(key, base_version, names)]
+        than the base, in order, with `verify` each checked against its checksum."""
+        return [(name, blob.buffer()) for name, blob in self.live_delta_blobs(key, base_version, names, verify=verify)]
 
     def live_delta_blobs(
         self, key: ObjectKey, base_version: int, names: list[str], *, verify: bool = True

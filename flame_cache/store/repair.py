@@ -68,7 +68,7 @@ def tidy_deltas(layout: Layout, key: ObjectKey) -> int:
     if not delta_files:
         return changed
     base_version = read_stored(layout.base_path(key), verify=False).version or 1
-    live = [name for name, _ in layout.live_deltas(key, base_version, delta_files)]
+    live = [name for name, _ in layout.live_deltas(key, base_version, delta_files, verify=False)]
     for name in delta_files:
         if name not in live:
             log.info("removing stale delta %s (older than its base, version %d)", folder / name, base_version)

@@ -370,12 +370,14 @@ class Store:
 
     def _load(self, entry: Entry, *, keep: bool = True) -> Snapshot:
         """Read an object from disk (the caller holds its key lock); `keep`
-        installs it in memory for the next read."""
+        installs it in memory for the next read, and only then are its files
+        compared with their checksums (a read for metadata alone, `_info`,
+        does not read a large base's data)."""
         key = entry.key
         if self.index.get(entry.name) is not entry or self.layout is None:
             raise ObjectNotFound(f"object {str(key)!r} not found")
         try:
-            stored = self.layout.read(key)
+            stored = self.layout.read(key, verify=keep)
         except FileNotFoundError:
             self.index.remove(entry)
             raise ObjectNotFound(f"object {str(key)!r} not found") from None
@@ -432,10 +434,9 @@ class Store:
         moved = self.layout.quarantine(entry.key)
         self.index.remove(entry)
         log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
-        if reason == checksum.MISMATCH:
-            self.checksum_mismatches += 1
         if reason is not None:
             with self._damage_lock:
+                self.checksum_mismatches += reason == checksum.MISMATCH
                 self._damaged[entry.name] = reason
                 self._damaged.move_to_end(entry.name)
                 while len(self._damaged) > _REMEMBERED_DAMAGE:
