@@ -49,7 +49,7 @@ def flip_inside(path: Path, data: bytes, at: float = 0.5) -> None:
 
 def quarantined(root: Path) -> list[str]:
     folder = root / ".quarantine"
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.arrow.*")) if folder.exists() else []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.arrow.*") if p.is_file()) if folder.exists() else []
 
 
 def assert_set_aside(server: CacheServer, key: str) -> None:

@@ -92,7 +92,7 @@ class BufferBlob(Blob):
             return crc_of(self._buffer)
         crc = 0
         for offset in range(0, self.size, CHECK_BYTES):
-            part = self._buffer.slice(offset, CHECK_BYTES)
+            part = self._buffer.slice(offset, min(CHECK_BYTES, self.size - offset))
             crc = crc_extend(crc, part)
             pace(part.size)
         return crc
