@@ -91,6 +91,19 @@ def get_objects(refs: list[Any], with_deltas: bool) -> list[Any]:
     return [cache.get_object(ref, base_and_deltas if with_deltas else None) for ref in refs]
 
 
+def get_or_error(refs: list[Any]) -> list[Any]:
+    """Each object, or ("error", exception type, message) where the get fails."""
+    from flamepy.core import cache
+
+    answers = []
+    for ref in refs:
+        try:
+            answers.append(cache.get_object(ref))
+        except Exception as exc:  # what flamepy raises for the server's NOT_FOUND
+            answers.append(("error", type(exc).__name__, str(exc)))
+    return answers
+
+
 def update_object(ref: Any, new_obj: Any) -> Any:
     from flamepy.core import cache
 

@@ -1,5 +1,6 @@
 """How writes land on disk: one cell per base, whatever the upload's shape, and
-nothing left beside it (SPEC 2; the performance work of issue 5).
+nothing left beside it (SPEC 2; the performance work of issue 5), and the crc32c
+of the cell in the file's schema metadata (SPEC 8).
 
 flamepy's upload_object sends a file in 1 MiB rows and the HTTP mirror streams
 long bodies straight to disk; either way the base file must be the one-row
@@ -14,6 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import crc32c
 import httpx
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -45,8 +47,10 @@ def payload(size: int, seed: int) -> bytes:
 
 
 def pyarrow_file(version: int, data: bytes) -> bytes:
-    """The one-row opaque file pyarrow itself writes for this cell."""
-    schema = pa.schema([("version", pa.uint64()), ("data", pa.binary())])
+    """The one-row opaque file pyarrow itself writes for this cell, with the
+    cell's crc32c in the schema metadata as 8 hex digits (SPEC 8)."""
+    crc = b"%08x" % crc32c.crc32c(data)
+    schema = pa.schema([("version", pa.uint64()), ("data", pa.binary())], metadata={b"flame.cache.crc32c": crc})
     batch = pa.record_batch([pa.array([version], pa.uint64()), pa.array([data], pa.binary())], schema=schema)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, schema) as writer:

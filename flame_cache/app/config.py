@@ -23,6 +23,7 @@ import yaml
 from flame_cache.app.sizes import parse_size
 from flame_cache.store.eviction import POLICIES, Eviction
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES
+from flame_cache.store.repair import Scrub
 
 DEFAULT_ENDPOINT = "grpc://127.0.0.1:9090"
 DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:9091"
@@ -52,6 +53,8 @@ ENV_KEYS = {
     "FLAME_CACHE_HTTP_ALLOWED_HOSTS": "http.allowed_hosts",
     "FLAME_CACHE_HTTP_HEADER_TIMEOUT": "http.header_timeout",
     "FLAME_CACHE_HTTP_MAX_CONNECTIONS": "http.max_connections",
+    "FLAME_CACHE_SCRUB_INTERVAL": "scrub.interval",
+    "FLAME_CACHE_SCRUB_RATE": "scrub.rate",
 }
 
 
@@ -100,6 +103,7 @@ class Config:
     http_allowed_hosts: tuple[str, ...] | None = None  # cache.http.allowed_hosts; None: computed at start-up
     http_header_timeout: float = DEFAULT_HTTP_HEADER_TIMEOUT  # cache.http.header_timeout
     http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS  # cache.http.max_connections
+    scrub: Scrub = Scrub()  # cache.scrub
     warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
@@ -208,7 +212,38 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         http_max_connections=_positive_int(
             "cache.http.max_connections", http.get("max_connections", DEFAULT_HTTP_MAX_CONNECTIONS)
         ),
+        scrub=_scrub(_mapping(section, "scrub")),
     )
+
+
+def _scrub(section: dict[str, Any]) -> Scrub:
+    """cache.scrub: `interval` (a duration: 3600, 90s, 30m, 24h, 1d) and
+    `rate` (bytes a second, a size: 16M; 0 turns the scrub off)."""
+    default = Scrub()
+    interval = _duration("cache.scrub.interval", section.get("interval", default.interval))
+    raw_rate = section.get("rate", default.rate)
+    try:
+        off = raw_rate is False or str(raw_rate).strip().lower() in ("0", "off", "false")  # YAML reads off as false
+        rate = 0 if off else parse_size(raw_rate)
+    except ValueError as exc:
+        raise ConfigError(f"cache.scrub.rate: {exc}") from None
+    return Scrub(interval, rate)
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(key: str, value: object) -> float:
+    """Seconds from `3600`, `2.5`, `90s`, `30m`, `24h` or `1d`."""
+    text = str(value).strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:], None) if text else None
+    try:
+        number = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r} is not a duration like 3600, 90s, 30m, 24h or 1d") from None
+    if not 0 < number < float("inf"):
+        raise ConfigError(f"{key} = {value!r} must be a finite duration, more than 0")
+    return number
 
 
 # A host name or IP address, without scheme or port: `*` (any), `cache.internal`, `10.0.0.7`, `::1`.

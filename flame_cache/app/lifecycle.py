@@ -31,6 +31,7 @@ def build_store(config: Config) -> Store:
         max_key_bytes=config.max_key_bytes,
     )
     repair.start_check(store)  # in the background: damaged files are set aside and reported
+    repair.start_scrub(store, config.scrub)  # checksums re-read at cache.scrub's rate
     return store
 
 

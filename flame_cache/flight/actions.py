@@ -1,4 +1,4 @@
-"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, and HEALTH / STATS.
+"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, VERIFY, and HEALTH / STATS.
 
 A body is bounded by its length before it is decoded: a seed PUT's base64 is
 checked against the maximum object size from its length alone, and decoded
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from flame_cache.flight.requests import decode_utf8
-from flame_cache.store import InvalidArgument, ObjectInfo, Store
+from flame_cache.store import InvalidArgument, ObjectInfo, Store, repair
 from flame_cache.store.conditions import MUST_EXIST
+from flame_cache.store.keys import Selector
 from flame_cache.store.limits import MAX_KEY_BYTES, WriteLimits
 
 
@@ -46,6 +47,11 @@ def seed_update(ctx: ActionContext, body: memoryview) -> bytes:
     return _seed_reply(ctx, ctx.store.put(key, data, condition=MUST_EXIST))
 
 
+def verify(ctx: ActionContext, body: memoryview) -> bytes:
+    """Check checksums now: body a key, a namespace or 'app/*' (`repair.verify`)."""
+    return json.dumps(repair.verify(ctx.store, Selector.parse(decode_utf8(body, "VERIFY body")))).encode()
+
+
 def health(ctx: ActionContext, body: memoryview) -> bytes:
     """As HTTP's /readyz: "ok" with counts, or "not ready" and why."""
     problem = ctx.store.health()
@@ -62,6 +68,11 @@ ACTIONS: dict[str, tuple[Handler, str]] = {
     "DELETE": (delete, "Delete an object, a namespace or 'app/*' and all below it; body: the name. Returns OK."),
     "PUT": (seed_put, "Seed client: create an object; body '<session>:<base64 data>'. Returns a JSON ref."),
     "UPDATE": (seed_update, "Seed client: replace an object; body '<key>:<base64 data>'. Returns a JSON ref."),
+    "VERIFY": (
+        verify,
+        "Check stored objects against their checksums now; body: a key, a namespace or 'app/*'. Returns JSON: "
+        "what was checked, and the objects set aside (quarantined) for damage.",
+    ),
     "HEALTH": (health, "Readiness, as HTTP's /readyz: JSON status 'ok' and object counts, or 'not ready' and why."),
     "STATS": (stats, "Returns JSON with object counts, the bytes held in memory and the bytes stored."),
 }

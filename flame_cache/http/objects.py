@@ -6,6 +6,11 @@
     PATCH  /v1/objects/{key}        append one delta
     DELETE /v1/objects/{key}        delete it (and, as in Flight, all below it)
     POST   /v1/namespaces/{ns}      create an object with a server-chosen id
+    POST   /v1/verify               check stored objects against their checksums now
+
+Raw reads of a whole base send `X-Flame-Checksum: crc32c=<base64>` when the
+object has one; a write that carries it is refused (400, nothing stored) if
+the body's bytes do not match (the store compares, before it installs).
 
 Routes translate headers and bodies and call the store; the store decides.
 """
@@ -42,9 +47,10 @@ from flame_cache.http.conditions import (
 )
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
-from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot
+from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot, checksum, repair
+from flame_cache.store.blobs import Blob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
-from flame_cache.store.keys import Namespace, ObjectKey, shorten
+from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.objects import MAX_VERSION
 from flame_cache.store.wire import blob_pieces, ipc_chunks
 
@@ -154,7 +160,7 @@ def head_object(
         return Response(status_code=304, headers=headers)
     if snapshot.kind is Kind.TABLE or _wants_arrow(format_, request.headers.get("accept")):
         return StreamingResponse(iter(()), headers=headers, media_type=ARROW)  # length unknown: none given
-    headers.update({"Content-Length": str(snapshot.base.size), "Accept-Ranges": "bytes"})
+    headers.update({"Content-Length": str(snapshot.base.size), "Accept-Ranges": "bytes", **_checksum(snapshot.base)})
     return Response(status_code=200, headers=headers, media_type=RAW)
 
 
@@ -176,6 +182,24 @@ def _headers(info: ObjectInfo) -> dict[str, str]:
     }
 
 
+def _checksum(base: Blob) -> dict[str, str]:
+    """X-Flame-Checksum of a whole base, if it has one (upstream's files do not)."""
+    return {} if base.crc32c is None else {checksum.HEADER: checksum.header_value(base.crc32c)}
+
+
+def _upload_checksum(value: str | None) -> int | None:
+    """The crc32c a write's X-Flame-Checksum names (400 if malformed)."""
+    return None if value is None else checksum.parse_header(value)
+
+
+CHECKSUM_HEADER = Header(
+    None,
+    alias=checksum.HEADER,
+    description="`crc32c=<base64>` of the object's bytes (the 4-byte big-endian crc32c): a body that does not "
+    "match is refused with 400 and nothing is stored",
+)
+
+
 def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool, ctx: Context) -> Response:
     info, base = snapshot.info(), snapshot.base
     size = base.size
@@ -195,7 +219,7 @@ def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download:
         ) from None
     ctx.metrics.hit()
     if part is None:
-        headers["Content-Length"] = str(size)
+        headers.update({"Content-Length": str(size), **_checksum(base)})
         return StreamingResponse(blob_pieces(base, 0, size), media_type=RAW, headers=headers)
     headers.update({"Content-Length": str(part.length), "Content-Range": part.content_range(size)})
     return StreamingResponse(blob_pieces(base, part.start, part.end), 206, media_type=RAW, headers=headers)
@@ -245,6 +269,7 @@ async def put_object(
     request: Request,
     if_match: str | None = Header(None, description='Replace only at this version: "7" (or * : only if it exists)'),
     if_none_match: str | None = Header(None, description="`*`: create only, never replace"),
+    x_flame_checksum: str | None = CHECKSUM_HEADER,
     ctx: Context = Depends(context),
 ) -> JSONResponse:
     """Create or replace exactly this key (2 or 3 segments): deltas are
@@ -253,9 +278,10 @@ async def put_object(
     limits = ctx.store.write_limits
     kind = body_kind(request, limits, key)
     condition = _write_condition(if_match, if_none_match)
+    crc = _upload_checksum(x_flame_checksum)
 
     def write(chunks: Iterator[bytes]) -> ObjectInfo:
-        return ctx.store.put(target, upload_payload(kind, chunks, limits, key), condition=condition)
+        return ctx.store.put(target, upload_payload(kind, chunks, limits, key), condition=condition, crc32c=crc)
 
     try:
         info = await with_body(request, write)
@@ -275,12 +301,20 @@ async def put_object(
     responses=WRITE_RESPONSES,
     openapi_extra=UPLOAD_BODY,
 )
-async def create_object(namespace: str, request: Request, ctx: Context = Depends(context)) -> JSONResponse:
+async def create_object(
+    namespace: str,
+    request: Request,
+    x_flame_checksum: str | None = CHECKSUM_HEADER,
+    ctx: Context = Depends(context),
+) -> JSONResponse:
     """Create an object with a fresh uuid4 id in a namespace (`session` or `app/session`)."""
     space = Namespace.parse(namespace)
     limits = ctx.store.write_limits
     kind = body_kind(request, limits, f"{namespace}/<new>")
-    info = await with_body(request, lambda chunks: ctx.store.create(space, upload_payload(kind, chunks, limits, namespace)))
+    crc = _upload_checksum(x_flame_checksum)
+    info = await with_body(
+        request, lambda chunks: ctx.store.create(space, upload_payload(kind, chunks, limits, namespace), crc32c=crc)
+    )
     return _ref(ctx, info, 201)
 
 
@@ -298,6 +332,7 @@ async def patch_object(
     request: Request,
     if_match: str | None = Header(None, description='Append only if the object is at this version: "7"'),
     if_none_match: str | None = Header(None, description="`*`: only if the object does not exist, so always 412"),
+    x_flame_checksum: str | None = CHECKSUM_HEADER,
     ctx: Context = Depends(context),
 ) -> JSONResponse:
     """Append one delta (an opaque body) to an existing opaque object."""
@@ -306,8 +341,10 @@ async def patch_object(
     kind = body_kind(request, limits, key, " with this patch")
     condition = _write_condition(if_match, if_none_match)
     condition = MUST_EXIST if condition is ANY_STATE else condition
+    crc = _upload_checksum(x_flame_checksum)
     info = await with_body(
-        request, lambda chunks: ctx.store.patch(target, delta_payload(kind, chunks, limits, key), condition=condition)
+        request,
+        lambda chunks: ctx.store.patch(target, delta_payload(kind, chunks, limits, key), condition=condition, crc32c=crc),
     )
     return _ref(ctx, info, 200)
 
@@ -352,3 +389,29 @@ def _ref(ctx: Context, info: ObjectInfo, status: int) -> JSONResponse:
     body = {"endpoint": ctx.advertised, "key": info.key, "version": info.version}
     headers = {"ETag": etag(info.version), "Location": object_path(info.key)}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- verification ---------------------------------------------------------
+
+
+class VerifyRequest(BaseModel):
+    target: str
+
+
+@router.post(
+    "/verify",
+    responses={200: {"description": "What was checked and what was set aside"}, **RESPONSES},
+    tags=["operations"],
+)
+def verify(
+    request_body: VerifyRequest | None = None,
+    target: str | None = Query(None, description="A key, a namespace or 'app/*' (or give it in the JSON body)"),
+    ctx: Context = Depends(context),
+) -> JSONResponse:
+    """Check stored objects against their checksums now, as Flight's
+    `DoAction VERIFY`: each object's files are read once; one whose data does
+    not match is set aside (quarantined) and listed with the reason."""
+    named = target if target is not None else request_body.target if request_body is not None else None
+    if named is None:
+        raise HttpError(400, "bad_request", "name what to verify: ?target=<key|namespace|app/*> or {\"target\": ...}")
+    return JSONResponse(repair.verify(ctx.store, Selector.parse(named)))

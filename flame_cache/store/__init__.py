@@ -1,5 +1,7 @@
 """The one store: keys, objects, versions, the disk layout and eviction."""
 
+from flame_cache.store import checksum
+
 from flame_cache.store.errors import (
     CacheError,
     InvalidArgument,
@@ -36,4 +38,5 @@ __all__ = [
     "StorageError",
     "Store",
     "VersionConflict",
+    "checksum",
 ]

@@ -4,13 +4,19 @@ An opaque file holds rows `version: uint64, data: binary` (`large_binary`
 from 2 GiB). We write one row, so the object's bytes are one cell that a get
 maps without a copy; files with several rows (upstream's, or flamepy's local
 storage mode) are read too, their cells joined in order. A native table keeps
-its own schema, with its version in `flame.cache.version`.
+its own schema, with its version in `flame.cache.version`. An opaque file
+we write carries the crc32c of its data in its schema metadata
+(`checksum.METADATA_KEY`); native tables carry none (their IPC structure is
+all that is checked).
 
 Parsing memory-maps the file only for pyarrow to read the metadata: the data
 buffers it hands back are turned into file offsets (cells), so a large base
-is never touched here. Guarantee: `read_stored` either returns the whole,
-checked structure of a file or raises (pyarrow's ArrowInvalid, or OSError),
-and never changes the file.
+is never touched here, except to check its checksum: `read_stored` reads the
+data once to compare it with the checksum the file carries (with `verify`),
+a large base by `pread` in bounded pieces, never mapped whole. Guarantee:
+`read_stored` either returns the whole, checked structure of a file (and
+with `verify` its data as it was written) or raises (pyarrow's ArrowInvalid,
+OSError, or checksum.ChecksumMismatch), and never changes the file.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob, BufferBlob, Cell, FileBlob, join_buffers
+from flame_cache.store import checksum
+from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob, BufferBlob, Cell, FileBlob, Pace, join_buffers
 from flame_cache.store.objects import VERSION_KEY, binary_cell, cells_as_buffers, is_opaque_schema
 from flame_cache.store.splice import FramingFile, Splice
 
@@ -43,36 +50,38 @@ class StoredFile:
 # -- writing --------------------------------------------------------------
 
 
-def write_opaque(sink: pa.NativeFile | FramingFile, version: int, data: pa.Buffer) -> None:
-    """A one-row opaque file of `data` at `version`."""
+def write_opaque(sink: pa.NativeFile | FramingFile, version: int, data: pa.Buffer, crc: int) -> None:
+    """A one-row opaque file of `data` (whose crc32c is `crc`) at `version`."""
     cell = binary_cell(data)
-    schema = _opaque_schema(cell.type)
+    schema = _opaque_schema(cell.type).with_metadata({checksum.METADATA_KEY: checksum.to_metadata(crc)})
     batch = pa.record_batch([pa.array([version], pa.uint64()), cell], schema=schema)
     with pa.ipc.new_file(sink, schema) as writer:
         writer.write_batch(batch)
 
 
-def small_file(version: int, data: pa.Buffer) -> pa.Buffer:
+def small_file(version: int, data: pa.Buffer, crc: int) -> pa.Buffer:
     """The whole one-row file of a small `data`, framed in memory."""
     sink = pa.BufferOutputStream()
-    write_opaque(sink, version, data)
+    write_opaque(sink, version, data, crc)
     return sink.getvalue()
 
 
-def opaque_frame(version: int, size: int) -> tuple[bytes, bytes]:
+def opaque_frame(version: int, size: int, crc: int) -> tuple[bytes, bytes]:
     """What a one-row opaque file holds before and after its `size`-byte data
-    cell (size > 0): so a cell written first can be framed once complete."""
+    cell (size > 0, crc32c `crc`): so a cell written first can be framed once
+    complete."""
     splice = Splice(size)
     sink = FramingFile(splice)
-    write_opaque(sink, version, splice.buffer)
+    write_opaque(sink, version, splice.buffer, crc)
     splice.check_used()
     return sink.head, sink.tail
 
 
 @functools.cache
 def data_offset() -> int:
-    """Where the data cell of a one-row opaque file under 2 GiB begins."""
-    return len(opaque_frame(1, 1)[0])
+    """Where the data cell of a one-row opaque file under 2 GiB begins (the
+    same for every version and checksum: both have a fixed width)."""
+    return len(opaque_frame(1, 1, 0)[0])
 
 
 @functools.cache
@@ -83,10 +92,12 @@ def _opaque_schema(data_type: pa.DataType) -> pa.Schema:
 # -- reading --------------------------------------------------------------
 
 
-def read_stored(path: Path) -> StoredFile:
+def read_stored(path: Path, *, verify: bool = True) -> StoredFile:
     """Parse the file at `path`: its version and its data, a table or a blob
-    (left in the file when large and uncompressed, else in memory or mapped).
-    FileNotFoundError if it is gone; ArrowInvalid or OSError if damaged."""
+    (left in the file when large and uncompressed, else in memory or mapped),
+    the blob's `crc32c` the checksum the file carries. With `verify` the data
+    is read once and compared with it. FileNotFoundError if it is gone;
+    ArrowInvalid, OSError or ChecksumMismatch if damaged."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         stored = _parse(fd, path)
@@ -94,7 +105,9 @@ def read_stored(path: Path) -> StoredFile:
         os.close(fd)
         raise
     if not isinstance(stored.data, FileBlob):
-        os.close(fd)
+        os.close(fd)  # a FileBlob owns it now
+    if verify:
+        verify_blob(stored.data, str(path))
     return stored
 
 
@@ -106,13 +119,26 @@ def _parse(fd: int, path: Path) -> StoredFile:
         schema = reader.schema
         if not is_opaque_schema(schema):
             return StoredFile(_metadata_version(schema), reader.read_all(), modified)
+        crc = checksum.from_metadata(schema.metadata)
         version, cells = _locate(source, reader)
         if cells is not None and sum(c.size for c in cells) > IN_MEMORY_BYTES:
-            return StoredFile(version, FileBlob(fd, cells, str(path)), modified)
+            return StoredFile(version, FileBlob(fd, cells, str(path), crc), modified)
         buffers = [buf for i in range(reader.num_record_batches) for buf in _data_cells(reader.get_batch(i))]
-        return StoredFile(version, BufferBlob(join_buffers(buffers)), modified)
+        return StoredFile(version, BufferBlob(join_buffers(buffers), crc), modified)
     finally:
         source.close()  # buffers read from it keep the mapping alive
+
+
+def verify_blob(data: Blob | pa.Table, name: str, pace: Pace | None = None) -> int:
+    """Compare a stored blob's bytes with the checksum its file carries
+    (ChecksumMismatch if they differ); the bytes read (0: nothing to check,
+    a native table or a file without a checksum). `pace` bounds the rate."""
+    if not isinstance(data, Blob) or data.crc32c is None:
+        return 0
+    actual = data.checksum(pace)
+    if actual != data.crc32c:
+        raise checksum.mismatch(name, data.crc32c, actual)
+    return data.size
 
 
 def _locate(source: pa.MemoryMappedFile, reader: pa.ipc.RecordBatchFileReader) -> tuple[int, tuple[Cell, ...] | None]:

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob
 from flame_cache.store.errors import StorageError
-from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored
+from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored, verify_blob
 from flame_cache.store.folders import Folders
 from flame_cache.store.keys import DELTAS_SUFFIX, MAX_SEGMENT_BYTES, OBJECT_SUFFIX, ObjectKey, is_folder_segment, is_object_id
 from flame_cache.store.pending import PendingFile, cut_name, disk_failure, is_temp_name
@@ -127,28 +127,36 @@ class Layout:
 
     # -- reading ---------------------------------------------------------
 
-    def read(self, key: ObjectKey) -> StoredObject:
+    def read(self, key: ObjectKey, *, verify: bool = True) -> StoredObject:
         """The object's base and its live deltas, in order; nothing on disk
         changes. Deltas older than the base (a crash during a replace) and
         unfinished temporary files are skipped, not removed (`repair` does).
-        Raises FileNotFoundError if there is no base; ArrowInvalid or OSError
-        if a file is damaged."""
-        base = read_stored(self.base_path(key))
+        With `verify` every file's data is compared with the checksum it
+        carries (once, here: this is the load; without, for metadata only).
+        Raises FileNotFoundError if there is no base; ArrowInvalid, OSError or
+        ChecksumMismatch if a file is damaged."""
+        base = read_stored(self.base_path(key), verify=verify)
         if isinstance(base.data, pa.Table):
             return StoredObject(base, (), 0)
         names = self.delta_names(key)
-        deltas = tuple(data for _, data in self.live_deltas(key, base.version or 1, names))
+        deltas = tuple(data for _, data in self.live_deltas(key, base.version or 1, names, verify=verify))
         return StoredObject(base, deltas, delta_number(names[-1]) + 1 if names else 0)
 
-    def live_deltas(self, key: ObjectKey, base_version: int, names: list[str]) -> list[tuple[str, Blob]]:
+    def live_deltas(
+        self, key: ObjectKey, base_version: int, names: list[str], *, verify: bool = True
+    ) -> list[tuple[str, Blob]]:
         """(file name, bytes) of each of the delta files `names` that is newer
-        than the base, in order."""
+        than the base, in order; with `verify`, each one's data is compared
+        with its checksum (ChecksumMismatch naming the file)."""
         live = []
         for name in names:
-            stored = read_stored(self.deltas_dir(key) / name)
+            path = self.deltas_dir(key) / name
+            stored = read_stored(path, verify=False)
             if not isinstance(stored.data, Blob):
-                raise pa.ArrowInvalid(f"{self.deltas_dir(key) / name} is not an opaque delta")
+                raise pa.ArrowInvalid(f"{path} is not an opaque delta")
             if not is_stale(stored.version, base_version):
+                if verify:
+                    verify_blob(stored.data, str(path))
                 live.append((name, stored.data))
         return live
 

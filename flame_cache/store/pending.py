@@ -16,6 +16,9 @@ Two ways in, one file format (`fileformat`):
   one-row file's cell begins; pyarrow frames it once the body has ended, with
   the version the object then gets, so a write that landed during the upload
   only moves the version on.
+Either way the crc32c of the cell is computed from the bytes as they are
+written (`crc32c`, never a second pass) and framed into the file
+(`checksum`); a native table carries none.
 Every failure of the disk becomes a StorageError naming the key, never a path.
 """
 
@@ -32,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 import pyarrow as pa
 
+from flame_cache.store import checksum
 from flame_cache.store.errors import InvalidArgument, StorageError
 from flame_cache.store.fileformat import SMALL_FILE_BYTES, data_offset, opaque_frame, small_file
 from flame_cache.store.folders import Folders
@@ -54,6 +58,7 @@ class PendingFile:
         self.target = target
         self.temp = target.with_name(temp_name(target.name))
         self.size = 0  # bytes of the cell appended so far
+        self.crc32c = 0  # of the cell appended so far, or written (None: a table)
         self._fd: int | None = None
         self._installed = False
 
@@ -66,18 +71,22 @@ class PendingFile:
 
     # -- writing ----------------------------------------------------------
 
-    def write(self, version: int, data: pa.Buffer | pa.Table) -> None:
-        """The whole file from memory, committed (see the module's docstring)."""
+    def write(self, version: int, data: pa.Buffer | pa.Table, crc: int | None = None) -> None:
+        """The whole file from memory, committed (see the module's docstring);
+        `crc` is the data's crc32c if the caller has it already."""
         with self._failures():
             fd = self._open()
             if isinstance(data, pa.Table):
+                self.crc32c = None
                 with pa.ipc.new_file(pa.PythonFile(_Sink(fd), mode="w"), data.schema) as writer:
                     writer.write_table(data)
-            elif data.size <= SMALL_FILE_BYTES:
-                write_all(fd, [small_file(version, data)])
             else:
-                head, tail = opaque_frame(version, data.size)
-                write_all(fd, [head, data, tail])
+                self.crc32c = checksum.of(data) if crc is None else crc
+                if data.size <= SMALL_FILE_BYTES:
+                    write_all(fd, [small_file(version, data, self.crc32c)])
+                else:
+                    head, tail = opaque_frame(version, data.size, self.crc32c)
+                    write_all(fd, [head, data, tail])
             self._close()
 
     def append(self, chunk: Chunk) -> None:
@@ -87,6 +96,7 @@ class PendingFile:
                 os.lseek(self._open(), data_offset(), os.SEEK_SET)
             assert self._fd is not None
             write_all(self._fd, [chunk])
+            self.crc32c = checksum.extend(self.crc32c, chunk)
             self.size += memoryview(chunk).nbytes
 
     def seal(self, version: int) -> None:
@@ -95,7 +105,7 @@ class PendingFile:
         lock, so the version is final."""
         assert self._fd is not None and self.size > 0
         with self._failures():
-            head, tail = opaque_frame(version, self.size)
+            head, tail = opaque_frame(version, self.size, self.crc32c)
             if len(head) != data_offset():  # a cell of 2 GiB or more: its schema says large_binary
                 self._move_cell(len(head))
             os.pwrite(self._fd, head, 0)

@@ -12,7 +12,11 @@ Both protocols call these methods with keys they parsed once at their edge
   and kept for the next get; a longer one is written to its file as it
   arrives, without holding the key's lock;
 - reads never wait for writers and get one whole version (an immutable
-  `Snapshot`); reads change nothing on disk.
+  `Snapshot`); reads change nothing on disk;
+- integrity: a write's crc32c is computed as its bytes arrive (`checksum`)
+  and compared with the one its client sent, if any, before anything is
+  installed; a load compares every file's data with the checksum it carries,
+  and a mismatch sets the object aside like any other damage.
 """
 
 from __future__ import annotations
@@ -20,14 +24,16 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 
+from flame_cache.store import checksum
 from flame_cache.store.blobs import IN_MEMORY_BYTES, BufferBlob, join_buffers
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.errors import InvalidArgument, ObjectNotFound, StorageError
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 
 Body = pa.Buffer | pa.Table | Iterable[Chunk]  # a base in memory, or its bytes as they arrive
 KeyLike = ObjectKey | str
+_REMEMBERED_DAMAGE = 10_000  # keys set aside whose reason a later read is still told
 
 
 class Store:
@@ -59,6 +66,9 @@ class Store:
         self.layout = Layout(root, fsync=fsync) if root is not None else None
         self.write_limits = WriteLimits(max_object_size, max_key_bytes, max_deltas)
         self.index = Index(eviction, persistent=root is not None)
+        self._damaged: OrderedDict[str, str] = OrderedDict()  # key -> why it was set aside (recent ones)
+        self._damage_lock = threading.Lock()
+        self.checksum_mismatches = 0  # objects set aside for one, since start-up
         if self.layout is not None:
             self._index_disk()
 
@@ -68,33 +78,50 @@ class Store:
 
     # -- writes ----------------------------------------------------------
 
-    def put(self, key: KeyLike, body: Body, *, condition: Condition = ANY_STATE) -> ObjectInfo:
+    def put(
+        self, key: KeyLike, body: Body, *, condition: Condition = ANY_STATE, crc32c: int | None = None
+    ) -> ObjectInfo:
         """Create or replace exactly `key`: deltas cleared, version + 1 (a new
-        object starts at 1), if `condition` holds."""
+        object starts at 1), if `condition` holds and, given `crc32c`, the
+        body's bytes have that checksum (else InvalidArgument, nothing stored)."""
         key = _key(key)
-        return self._put(key, body, condition, str(key))
+        return self._put(key, body, condition, str(key), crc32c)
 
-    def create(self, namespace: Namespace | str, body: Body) -> ObjectInfo:
+    def create(self, namespace: Namespace | str, body: Body, *, crc32c: int | None = None) -> ObjectInfo:
         """A new object with a fresh uuid4 id in a namespace."""
         space = namespace if isinstance(namespace, Namespace) else Namespace.parse(namespace)
-        return self._put(space.new_key(), body, Condition(exists=False), str(space))
+        return self._put(space.new_key(), body, Condition(exists=False), str(space), crc32c)
 
-    def _put(self, key: ObjectKey, body: Body, condition: Condition, target: str) -> ObjectInfo:
+    def _put(self, key: ObjectKey, body: Body, condition: Condition, target: str, crc32c: int | None) -> ObjectInfo:
         """`put`; `target` is what the client named (a key or a namespace)."""
+        if isinstance(body, pa.Table) and crc32c is not None:
+            raise InvalidArgument(
+                f"a checksum applies to an object's bytes; {target!r} would be a native Arrow table, which carries none"
+            )
         if isinstance(body, (pa.Buffer, pa.Table)):
-            return self._write_whole(key, body, condition)
+            return self._write_whole(key, body, condition, target, crc32c)
         chunks = self._counted(target, body)
         head, ended = _head(chunks, IN_MEMORY_BYTES)
         if ended or self.layout is None:
-            return self._write_whole(key, _join(itertools.chain(head, chunks)), condition)
-        return self._write_streamed(key, itertools.chain(head, chunks), condition)
+            return self._write_whole(key, _join(itertools.chain(head, chunks)), condition, target, crc32c)
+        return self._write_streamed(key, itertools.chain(head, chunks), condition, target, crc32c)
 
-    def patch(self, key: KeyLike, delta: pa.Buffer | Iterable[Chunk], *, condition: Condition = MUST_EXIST) -> ObjectInfo:
+    def patch(
+        self,
+        key: KeyLike,
+        delta: pa.Buffer | Iterable[Chunk],
+        *,
+        condition: Condition = MUST_EXIST,
+        crc32c: int | None = None,
+    ) -> ObjectInfo:
         """Append one delta to an existing opaque object (held in memory, like
-        every delta, so its bytes are collected first)."""
+        every delta, so its bytes are collected first); given `crc32c`, only
+        if the delta has that checksum."""
         key = _key(key)
         if not isinstance(delta, pa.Buffer):
             delta = _join(self._counted(str(key), delta, " with this patch"))
+        crc = checksum.of(delta)
+        checksum.check_upload(str(key), crc32c, crc)
         with self.index.key_lock(key):
             entry = self._require(key)
             current = entry.snapshot or self._load(entry)
@@ -107,7 +134,7 @@ class Store:
             if self.layout is not None:
                 with self._on_storage_error(entry), self.layout.turn(delta.size):
                     with self.layout.pending_delta(key, current.next_delta_file) as pending:
-                        pending.write(snapshot.version, delta)
+                        pending.write(snapshot.version, delta, crc)
                         pending.install()
             self.index.install(entry, snapshot)
         return snapshot.info()
@@ -125,9 +152,14 @@ class Store:
         log.info("deleted %d object(s) under %r", deleted, str(selector))
         return deleted
 
-    def _write_whole(self, key: ObjectKey, data: pa.Buffer | pa.Table, condition: Condition) -> ObjectInfo:
+    def _write_whole(
+        self, key: ObjectKey, data: pa.Buffer | pa.Table, condition: Condition, target: str, expected: int | None
+    ) -> ObjectInfo:
         """A base from memory, written under the key's lock and kept in memory."""
         size = data.nbytes if isinstance(data, pa.Table) else data.size
+        crc = None if isinstance(data, pa.Table) else checksum.of(data)
+        if crc is not None:
+            checksum.check_upload(target, expected, crc)
         with self.index.key_lock(key):
             current = self._current_version(key, condition)
             self.write_limits.check_size(str(key), size)
@@ -138,28 +170,35 @@ class Store:
             if self.layout is not None:
                 with self._on_storage_error(entry), self.layout.turn(size):
                     with self.layout.pending_base(key) as pending:
-                        pending.write(version, data)
+                        pending.write(version, data, crc)
                         self.layout.install_base(pending, fresh=current == 0)
-            base = data if isinstance(data, pa.Table) else BufferBlob(data)
+            base = data if isinstance(data, pa.Table) else BufferBlob(data, crc)
             snapshot = Snapshot(str(key), version, version, base)
             self.index.install(entry or Entry(key), snapshot)
+            self._forget_damage(str(key))
         log.debug("wrote %s version %d (%d bytes)", key, version, size)
         return snapshot.info()
 
-    def _write_streamed(self, key: ObjectKey, chunks: Iterator[Chunk], condition: Condition) -> ObjectInfo:
-        """A long base, written to its file as it arrives; the key's lock is
-        taken only to check the version again, frame the file and rename it."""
+    def _write_streamed(
+        self, key: ObjectKey, chunks: Iterator[Chunk], condition: Condition, target: str, expected: int | None
+    ) -> ObjectInfo:
+        """A long base, written to its file as it arrives (its checksum
+        summed as it comes); the key's lock is taken only to check the
+        version again, frame the file and rename it."""
         assert self.layout is not None
         self._current_version(key, condition)  # fail before the upload
         with self.layout.pending_base(key) as pending:
             for chunk in chunks:
                 pending.append(chunk)
+            assert pending.crc32c is not None
+            checksum.check_upload(target, expected, pending.crc32c)  # leaving, the pending file removes itself
             with self.index.key_lock(key):
                 current = self._current_version(key, condition)  # a write may have landed meanwhile
                 pending.seal(current + 1)
                 self.layout.install_base(pending, fresh=current == 0)
                 info = ObjectInfo(str(key), current + 1, 0, pending.size, Kind.OPAQUE, time.time())
                 self.index.install_info(self._find(key) or Entry(key), info)
+                self._forget_damage(str(key))
         log.debug("wrote %s version %d (%d bytes, streamed)", key, info.version, info.size)
         return info
 
@@ -271,10 +310,11 @@ class Store:
         return sorted(counts.items())
 
     def usage(self, *, stored: bool = True) -> dict[str, int]:
-        """Counts of objects and of those loaded, the bytes loaded, and with
+        """Counts of objects and of those loaded, the bytes loaded, objects
+        set aside for a checksum mismatch since start-up, and with
         `stored` the bytes stored (object sizes where known, else the size of
         the object's file: a stat per object not read since start-up)."""
-        usage = self.index.usage()
+        usage = {**self.index.usage(), "checksum_mismatches": self.checksum_mismatches}
         if not stored:
             return usage
         total = 0
@@ -310,6 +350,9 @@ class Store:
     def _require(self, key: ObjectKey) -> Entry:
         entry = self._find(key)
         if entry is None:
+            reason = self._damaged.get(str(key))
+            if reason is not None:
+                raise _set_aside_error(str(key), reason)
             raise ObjectNotFound(f"object {str(key)!r} not found")
         return entry
 
@@ -324,12 +367,14 @@ class Store:
 
     def _load(self, entry: Entry, *, keep: bool = True) -> Snapshot:
         """Read an object from disk (the caller holds its key lock); `keep`
-        installs it in memory for the next read."""
+        installs it in memory for the next read, and only then are its files
+        compared with their checksums (a read for metadata alone, `_info`,
+        does not read a large base's data)."""
         key = entry.key
         if self.index.get(entry.name) is not entry or self.layout is None:
             raise ObjectNotFound(f"object {str(key)!r} not found")
         try:
-            stored = self.layout.read(key)
+            stored = self.layout.read(key, verify=keep)
         except FileNotFoundError:
             self.index.remove(entry)
             raise ObjectNotFound(f"object {str(key)!r} not found") from None
@@ -338,6 +383,8 @@ class Store:
                 log.error("reading object %s failed: %s", key, exc)
                 raise StorageError(f"could not read object {str(key)!r}: {exc.strerror or exc}") from None
             raise self.set_aside(entry, str(exc)) from None  # pyarrow's IOError about the bytes, e.g. a bad footer
+        except checksum.ChecksumMismatch as exc:
+            raise self.set_aside(entry, str(exc), exc.reason) from None
         except (pa.ArrowException, ValueError, TypeError, LookupError) as exc:  # what a bad file raises
             raise self.set_aside(entry, str(exc)) from None
         snapshot = _snapshot(str(key), stored)
@@ -356,14 +403,33 @@ class Store:
 
     # -- damage ----------------------------------------------------------
 
-    def set_aside(self, entry: Entry, problem: str) -> ObjectNotFound:
+    def set_aside(self, entry: Entry, problem: str, reason: str | None = None) -> ObjectNotFound:
         """Quarantine a damaged object and stop serving it (the caller holds
-        its key lock); the error that its reader gets."""
+        its key lock); the error that its reader gets. `problem` is logged
+        (it may name paths); `reason`, if given, is told to clients, now and
+        on later reads until the key is written again."""
         assert self.layout is not None
         moved = self.layout.quarantine(entry.key)
         self.index.remove(entry)
         log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
-        return ObjectNotFound(f"object {entry.name!r} was damaged on disk and has been set aside")
+        if reason is not None:
+            with self._damage_lock:
+                self.checksum_mismatches += reason == checksum.MISMATCH
+                self._damaged[entry.name] = reason
+                self._damaged.move_to_end(entry.name)
+                while len(self._damaged) > _REMEMBERED_DAMAGE:
+                    self._damaged.popitem(last=False)
+        return _set_aside_error(entry.name, reason)
+
+    def _forget_damage(self, name: str) -> None:
+        if self._damaged:
+            with self._damage_lock:
+                self._damaged.pop(name, None)
+
+
+def _set_aside_error(name: str, reason: str | None) -> ObjectNotFound:
+    why = f" ({reason})" if reason else ""
+    return ObjectNotFound(f"object {name!r} was damaged on disk{why} and has been set aside")
 
 
 def _key(key: KeyLike) -> ObjectKey:

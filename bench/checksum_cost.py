@@ -1,0 +1,149 @@
+"""What the crc32c checksums (SPEC 8) cost, measured on the store itself.
+
+    python -m bench.checksum_cost [--dir DIR] [--sizes 64M 1G] [--repeats 3]
+
+Rows:
+- the checksum libraries' throughput over one buffer (ICRAR `crc32c`, which the
+  store uses, and `google-crc32c` if it is installed);
+- a streamed put (1 MiB chunks, as flamepy's upload_object sends them) through
+  `Store.put` with checksums, and with the checksum function replaced by one that
+  does nothing (the file framed exactly alike), so the difference is what summing
+  the crc as the bytes arrive costs;
+- the first get of a large object: a fresh `Store` over the same folder loads it,
+  which reads the whole base file once to compare it with its checksum, against
+  the same load with that comparison skipped. The file was just written, so it
+  is read from the page cache: from a cold disk add the disk's read time.
+No server or network is involved: these are the checksums' own costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from flame_cache.app.sizes import parse_size
+from flame_cache.store import Store, checksum
+
+CHUNK = 1 << 20
+
+
+@contextmanager
+def checksums_off() -> Iterator[None]:
+    """The store's crc32c replaced by a no-op: what the store costs without it."""
+    real = checksum._crc32c
+    checksum._crc32c = lambda data, value=0: 0
+    try:
+        yield
+    finally:
+        checksum._crc32c = real
+
+
+def timed(work: Callable[[], object], repeats: int) -> float:
+    """Median seconds of `work` over `repeats` runs."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def library_rows(repeats: int) -> None:
+    data = os.urandom(64 << 20)
+    import crc32c
+
+    libraries: dict[str, Callable[[bytes], int]] = {"crc32c (ICRAR; used)": lambda d: crc32c.crc32c(d)}
+    try:
+        import google_crc32c
+
+        libraries["google-crc32c"] = lambda d: google_crc32c.value(d)
+    except ImportError:
+        pass
+    for name, crc in libraries.items():
+        seconds = timed(lambda: crc(data), repeats)
+        chunked = timed(lambda: [crc(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)], repeats)
+        print(f"library  {name:<22} {len(data) / seconds / 1e9:6.2f} GB/s whole, {len(data) / chunked / 1e9:6.2f} GB/s in 1 MiB calls")
+
+
+def put_rows(base: Path, sizes: list[int], repeats: int) -> None:
+    for size in sizes:
+        chunk = os.urandom(CHUNK)
+        results = {}
+        for label, context in (("with", nullcontext), ("without", checksums_off)):
+            root = base / f"put-{size}-{label}"
+            store = Store(root)
+
+            def put() -> None:
+                os.sync()  # no writeback of the last repeat left to compete with this one
+                started = time.perf_counter()
+                store.put("bench/sess/o", iter([chunk] * (size // CHUNK)))
+                put.seconds.append(time.perf_counter() - started)  # type: ignore[attr-defined]
+
+            put.seconds = []  # type: ignore[attr-defined]
+            with context():
+                for _ in range(repeats):
+                    put()
+            results[label] = statistics.median(put.seconds)  # type: ignore[attr-defined]
+            shutil.rmtree(root)
+        on, off = results["with"], results["without"]
+        print(
+            f"put      {size >> 20:>5} MiB streamed      with {on * 1e3:8.1f} ms ({size / on / 1e9:5.2f} GB/s), "
+            f"without {off * 1e3:8.1f} ms ({size / off / 1e9:5.2f} GB/s): +{(on - off) * 1e3:.1f} ms ({on / off - 1:+.1%})"
+        )
+
+
+def first_get_rows(base: Path, sizes: list[int], repeats: int) -> None:
+    for size in sizes:
+        root = base / f"get-{size}"
+        chunk = os.urandom(CHUNK)
+        Store(root).put("bench/sess/o", iter([chunk] * (size // CHUNK)))
+        results = {label: timed(lambda: _first_get(root, skip=label == "without"), repeats) for label in ("with", "without")}
+        on, off = results["with"], results["without"]
+        print(
+            f"get      {size >> 20:>5} MiB first, warm     with {on * 1e3:8.1f} ms ({size / on / 1e9:5.2f} GB/s), "
+            f"without {off * 1e3:8.1f} ms: +{(on - off) * 1e3:.1f} ms"
+        )
+        shutil.rmtree(root)
+
+
+def _first_get(root: Path, *, skip: bool) -> None:
+    from flame_cache.store import fileformat
+
+    real = fileformat.verify_blob
+    if skip:
+        fileformat.verify_blob = lambda data, name, pace=None: 0
+    try:
+        store = Store(root)  # nothing loaded yet
+        snapshot = store.get("bench/sess/o")
+        assert snapshot.base.size > 0
+    finally:
+        fileformat.verify_blob = real
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=None, help="a folder on the disk to measure (default: the temp dir)")
+    parser.add_argument("--sizes", nargs="+", default=["64M", "1G"])
+    parser.add_argument("--get-sizes", nargs="+", default=["1G"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="checksum-cost-", dir=args.dir))
+    print(f"# {platform.node()}, {platform.system()} {platform.release()}, {os.cpu_count()} CPUs, in {base}")
+    try:
+        library_rows(args.repeats)
+        put_rows(base, [parse_size(s) for s in args.sizes], args.repeats)
+        first_get_rows(base, [parse_size(s) for s in args.get_sizes], args.repeats)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
