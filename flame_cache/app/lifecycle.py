@@ -29,8 +29,11 @@ def build_store(config: Config) -> Store:
         fsync=config.fsync,
         max_object_size=config.max_object_size,
         max_key_bytes=config.max_key_bytes,
+        capacity=config.capacity,
+        expiry=config.expiry,
     )
     store.start_disk_check()  # in the background: damaged files are set aside and reported
+    store.start_expiry_sweep(config.expiry_sweep)
     return store
 
 
@@ -105,6 +108,12 @@ def run(config: Config) -> None:
         raise StartupError(f"cannot listen on {config.endpoint.uri} (is the port in use?): {exc}") from None
     log.info("Arrow Flight listening on %s (port %d), advertising %s", config.endpoint.uri, server.port, advertised)
     log.info("eviction: %s", config.eviction)
+    if config.capacity is not None and config.storage is None:
+        log.warning("cache.capacity is ignored with storage: none (it bounds the bytes of object files)")
+    elif config.capacity is not None:
+        log.info("capacity: %d bytes of object files; never evicted: %s", config.capacity, ", ".join(config.eviction.pin) or "nothing")
+    for rule in config.expiry:
+        log.info("expiry rule: %s", rule)
     try:
         http = start_http(config, store, advertised)
     except StartupError:

@@ -1,4 +1,4 @@
-"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, and HEALTH / STATS.
+"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, EXPIRE, and HEALTH / STATS.
 
 A body is bounded by its length before it is decoded: a seed PUT's base64 is
 checked against the maximum object size from its length alone, and decoded
@@ -46,6 +46,18 @@ def seed_update(ctx: ActionContext, body: memoryview) -> bytes:
     return _seed_reply(ctx, ctx.store.put(key, data, condition=MUST_EXIST))
 
 
+def expire(ctx: ActionContext, body: memoryview) -> bytes:
+    """`{"key": ..., "ttl": <seconds>}`: the object's own TTL (0 clears it)."""
+    try:
+        request = json.loads(decode_utf8(body, "EXPIRE body"))
+    except ValueError:
+        raise InvalidArgument('EXPIRE body must be JSON {"key": "<key>", "ttl": <seconds>}') from None
+    if not isinstance(request, dict) or not isinstance(request.get("key"), str) or "ttl" not in request:
+        raise InvalidArgument('EXPIRE body must be JSON {"key": "<key>", "ttl": <seconds>}')
+    expires = ctx.store.expire(request["key"], request["ttl"])
+    return json.dumps({"key": request["key"], "expires": expires}).encode()
+
+
 def health(ctx: ActionContext, body: memoryview) -> bytes:
     """As HTTP's /readyz: "ok" with counts, or "not ready" and why."""
     problem = ctx.store.health()
@@ -62,6 +74,11 @@ ACTIONS: dict[str, tuple[Handler, str]] = {
     "DELETE": (delete, "Delete an object, a namespace or 'app/*' and all below it; body: the name. Returns OK."),
     "PUT": (seed_put, "Seed client: create an object; body '<session>:<base64 data>'. Returns a JSON ref."),
     "UPDATE": (seed_update, "Seed client: replace an object; body '<key>:<base64 data>'. Returns a JSON ref."),
+    "EXPIRE": (
+        expire,
+        'Give an object its own TTL; body JSON {"key": ..., "ttl": <seconds>} (0 clears it). '
+        'Returns JSON {"key", "expires"} (seconds since the epoch, or null).',
+    ),
     "HEALTH": (health, "Readiness, as HTTP's /readyz: JSON status 'ok' and object counts, or 'not ready' and why."),
     "STATS": (stats, "Returns JSON with object counts, the bytes held in memory and the bytes stored."),
 }

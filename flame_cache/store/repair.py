@@ -95,6 +95,7 @@ def check(store: Store) -> list[str]:
                 continue
             problem = layout.find_damage(entry.key) or _tidy(layout, entry)
             if problem is None:
+                store.remeasure(entry.key)  # under cache.capacity, what tidying removed no longer counts
                 continue
             store.set_aside(entry, problem)
         damaged.append(entry.name)
