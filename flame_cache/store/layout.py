@@ -70,8 +70,7 @@ class ScanFacts:
 
     def note_deltas(self, name: str, entry: os.DirEntry) -> None:
         if self.measure:
-            size, written = folder_bytes(entry.path)
-            self._add(name, size, max(written, entry.stat(follow_symlinks=False).st_mtime))
+            self._add(name, *folder_bytes(entry.path))
 
     def _add(self, name: str, size: int, written: float) -> None:
         known = self.objects.setdefault(name, [0, 0.0])
