@@ -135,6 +135,17 @@ def put_patch_update(namespace: str) -> dict[str, Any]:
     }
 
 
+def get_error(ref: Any) -> dict[str, Any]:
+    """What flamepy's get_object raises for `ref` (None if it returns)."""
+    from flamepy.core import cache
+
+    try:
+        cache.get_object(ref)
+    except Exception as exc:  # noqa: BLE001 - the error is the answer
+        return {"type": type(exc).__name__, "key_error": isinstance(exc, KeyError), "message": str(exc)}
+    return {"type": None, "key_error": False, "message": ""}
+
+
 def _main() -> None:
     script, request, result = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     args = cloudpickle.loads(request.read_bytes())

@@ -20,10 +20,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from flame_cache.app.durations import parse_duration
 from flame_cache.app.sizes import parse_size
-from flame_cache.store.eviction import POLICIES, Eviction
+from flame_cache.store.errors import InvalidArgument
+from flame_cache.store.eviction import DEFAULT_PIN, POLICIES, Eviction
+from flame_cache.store.expiry import AFTER, DEFAULT_SWEEP, MAX_TTL, ExpiryRule
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES
 from flame_cache.store.repair import Scrub
+from flame_cache.store.patterns import Pattern
 
 DEFAULT_ENDPOINT = "grpc://127.0.0.1:9090"
 DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:9091"
@@ -55,6 +59,10 @@ ENV_KEYS = {
     "FLAME_CACHE_HTTP_MAX_CONNECTIONS": "http.max_connections",
     "FLAME_CACHE_SCRUB_INTERVAL": "scrub.interval",
     "FLAME_CACHE_SCRUB_RATE": "scrub.rate",
+    "FLAME_CACHE_CAPACITY": "capacity",
+    "FLAME_CACHE_EVICTION_PIN": "eviction.pin",
+    "FLAME_CACHE_EXPIRY": "expiry",
+    "FLAME_CACHE_EXPIRY_SWEEP": "expiry_sweep",
 }
 
 
@@ -104,6 +112,9 @@ class Config:
     http_header_timeout: float = DEFAULT_HTTP_HEADER_TIMEOUT  # cache.http.header_timeout
     http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS  # cache.http.max_connections
     scrub: Scrub = Scrub()  # cache.scrub
+    capacity: int | None = None  # cache.capacity: bytes of object files; None: unbounded
+    expiry: tuple[ExpiryRule, ...] = ()  # cache.expiry
+    expiry_sweep: float = DEFAULT_SWEEP  # cache.expiry_sweep: seconds between sweeps
     warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
@@ -213,6 +224,9 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
             "cache.http.max_connections", http.get("max_connections", DEFAULT_HTTP_MAX_CONNECTIONS)
         ),
         scrub=_scrub(_mapping(section, "scrub")),
+        capacity=_optional_size("cache.capacity", section.get("capacity")),
+        expiry=_expiry_rules(section.get("expiry")),
+        expiry_sweep=_duration("cache.expiry_sweep", section.get("expiry_sweep", DEFAULT_SWEEP), positive=True),
     )
 
 
@@ -220,7 +234,7 @@ def _scrub(section: dict[str, Any]) -> Scrub:
     """cache.scrub: `interval` (a duration: 3600, 90s, 30m, 24h, 1d) and
     `rate` (bytes a second, a size: 16M; 0 turns the scrub off)."""
     default = Scrub()
-    interval = _duration("cache.scrub.interval", section.get("interval", default.interval))
+    interval = _duration("cache.scrub.interval", section.get("interval", default.interval), positive=True)
     raw_rate = section.get("rate", default.rate)
     try:
         off = raw_rate is False or str(raw_rate).strip().lower() in ("0", "off", "false")  # YAML reads off as false
@@ -228,22 +242,6 @@ def _scrub(section: dict[str, Any]) -> Scrub:
     except ValueError as exc:
         raise ConfigError(f"cache.scrub.rate: {exc}") from None
     return Scrub(interval, rate)
-
-
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _duration(key: str, value: object) -> float:
-    """Seconds from `3600`, `2.5`, `90s`, `30m`, `24h` or `1d`."""
-    text = str(value).strip().lower()
-    unit = _DURATION_UNITS.get(text[-1:], None) if text else None
-    try:
-        number = float(text[:-1] if unit else text) * (unit or 1.0)
-    except ValueError:
-        raise ConfigError(f"{key} = {value!r} is not a duration like 3600, 90s, 30m, 24h or 1d") from None
-    if not 0 < number < float("inf"):
-        raise ConfigError(f"{key} = {value!r} must be a finite duration, more than 0")
-    return number
 
 
 # A host name or IP address, without scheme or port: `*` (any), `cache.internal`, `10.0.0.7`, `::1`.
@@ -339,7 +337,74 @@ def _eviction(eviction: dict[str, Any], *, persistent: bool) -> Eviction:
         max_memory = DEFAULT_DISK_MAX_MEMORY
     raw_objects = eviction.get("max_objects")
     max_objects = _positive_int("cache.eviction.max_objects", raw_objects) if raw_objects not in (None, "") else None
-    return Eviction(policy, max_memory, max_objects)
+    return Eviction(policy, max_memory, max_objects, _pins(eviction.get("pin", list(DEFAULT_PIN))))
+
+
+def _pins(value: object) -> tuple[str, ...]:
+    """cache.eviction.pin: key patterns (a YAML list, or text with commas)."""
+    if value is None or value == "":
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"cache.eviction.pin = {value!r} must be a list of key patterns like '*/pkg/*'")
+    pins = []
+    for item in items:
+        text = str(item).strip()
+        try:
+            Pattern.parse(text)
+        except InvalidArgument as exc:
+            raise ConfigError(f"cache.eviction.pin: {exc}") from None
+        pins.append(text)
+    return tuple(pins)
+
+
+_RULE_KEYS = ("match", "ttl", "after")
+
+
+def _expiry_rules(value: object) -> tuple[ExpiryRule, ...]:
+    """cache.expiry: a list of {match: <pattern>, ttl: <duration>, after: write | access}
+    (the environment's FLAME_CACHE_EXPIRY holds the same list as YAML or JSON)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cache.expiry = {value!r} is not a YAML list of rules: {exc}") from None
+    if not isinstance(value, list):
+        raise ConfigError(f"cache.expiry must be a list of rules {{match, ttl, after}}, got {value!r}")
+    rules = []
+    for number, rule in enumerate(value):
+        where = f"cache.expiry[{number}]"
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{where} = {rule!r} must be a mapping {{match: <pattern>, ttl: <duration>, after: write}}")
+        unknown = sorted(set(map(str, rule)) - set(_RULE_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; a rule has {', '.join(_RULE_KEYS)}")
+        if "match" not in rule or "ttl" not in rule:
+            raise ConfigError(f"{where} = {rule!r} needs both 'match' (a key pattern) and 'ttl' (a duration)")
+        try:
+            pattern = Pattern.parse(str(rule["match"]).strip())
+        except InvalidArgument as exc:
+            raise ConfigError(f"{where}.match: {exc}") from None
+        ttl = _duration(f"{where}.ttl", rule["ttl"], positive=True)
+        if ttl > MAX_TTL:
+            raise ConfigError(f"{where}.ttl = {rule['ttl']!r} is longer than a century")
+        after = str(rule.get("after", "write")).strip().lower()
+        if after not in AFTER:
+            raise ConfigError(f"{where}.after = {rule.get('after')!r}: choose one of {', '.join(AFTER)}")
+        rules.append(ExpiryRule(pattern, ttl, after))
+    return tuple(rules)
+
+
+def _duration(key: str, value: object, *, positive: bool = False) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if positive and seconds <= 0:
+        raise ConfigError(f"{key} = {value!r} must be more than 0")
+    return seconds
 
 
 def _optional_size(key: str, value: object) -> int | None:

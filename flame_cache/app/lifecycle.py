@@ -29,9 +29,12 @@ def build_store(config: Config) -> Store:
         fsync=config.fsync,
         max_object_size=config.max_object_size,
         max_key_bytes=config.max_key_bytes,
+        capacity=config.capacity,
+        expiry=config.expiry,
     )
     repair.start_check(store)  # in the background: damaged files are set aside and reported
     repair.start_scrub(store, config.scrub)  # checksums re-read at cache.scrub's rate
+    repair.start_sweep(store, config.expiry_sweep)  # expired objects' files deleted
     return store
 
 
@@ -106,6 +109,12 @@ def run(config: Config) -> None:
         raise StartupError(f"cannot listen on {config.endpoint.uri} (is the port in use?): {exc}") from None
     log.info("Arrow Flight listening on %s (port %d), advertising %s", config.endpoint.uri, server.port, advertised)
     log.info("eviction: %s", config.eviction)
+    if config.capacity is not None and config.storage is None:
+        log.warning("cache.capacity is ignored with storage: none (it bounds the bytes of object files)")
+    elif config.capacity is not None:
+        log.info("capacity: %d bytes of object files; never evicted: %s", config.capacity, ", ".join(config.eviction.pin) or "nothing")
+    for rule in config.expiry:
+        log.info("expiry rule: %s", rule)
     try:
         http = start_http(config, store, advertised)
     except StartupError:

@@ -1,4 +1,4 @@
-"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, VERIFY, and HEALTH / STATS.
+"""DoAction: DELETE (SPEC 4.4), the seed's PUT and UPDATE, VERIFY, EXPIRE, and HEALTH / STATS.
 
 A body is bounded by its length before it is decoded: a seed PUT's base64 is
 checked against the maximum object size from its length alone, and decoded
@@ -52,6 +52,18 @@ def verify(ctx: ActionContext, body: memoryview) -> bytes:
     return json.dumps(repair.verify(ctx.store, Selector.parse(decode_utf8(body, "VERIFY body")))).encode()
 
 
+def expire(ctx: ActionContext, body: memoryview) -> bytes:
+    """`{"key": ..., "ttl": <seconds>}`: the object's own TTL (0 clears it)."""
+    try:
+        request = json.loads(decode_utf8(body, "EXPIRE body"))
+    except ValueError:
+        raise InvalidArgument('EXPIRE body must be JSON {"key": "<key>", "ttl": <seconds>}') from None
+    if not isinstance(request, dict) or not isinstance(request.get("key"), str) or "ttl" not in request:
+        raise InvalidArgument('EXPIRE body must be JSON {"key": "<key>", "ttl": <seconds>}')
+    expires = ctx.store.expire(request["key"], request["ttl"])
+    return json.dumps({"key": request["key"], "expires": expires}).encode()
+
+
 def health(ctx: ActionContext, body: memoryview) -> bytes:
     """As HTTP's /readyz: "ok" with counts, or "not ready" and why."""
     problem = ctx.store.health()
@@ -72,6 +84,11 @@ ACTIONS: dict[str, tuple[Handler, str]] = {
         verify,
         "Check stored objects against their checksums now; body: a key, a namespace or 'app/*'. Returns JSON: "
         "what was checked, and the objects set aside (quarantined) for damage.",
+    ),
+    "EXPIRE": (
+        expire,
+        'Give an object its own TTL; body JSON {"key": ..., "ttl": <seconds>} (0 clears it). '
+        'Returns JSON {"key", "expires"} (seconds since the epoch, or null).',
     ),
     "HEALTH": (health, "Readiness, as HTTP's /readyz: JSON status 'ok' and object counts, or 'not ready' and why."),
     "STATS": (stats, "Returns JSON with object counts, the bytes held in memory and the bytes stored."),

@@ -102,6 +102,9 @@ class CacheFlightServer(flight.FlightServerBase):
         if info.kind is Kind.TABLE:
             rows = self.store.get(info.key).base.num_rows
         metadata = {"version": info.version, "deltas": info.deltas, "kind": info.kind.value, "updated": info.updated}
+        expires = self.store.expires(info.key)
+        if expires is not None:
+            metadata["expires"] = expires  # seconds since the epoch
         return flight.FlightInfo(
             self._schema(info),
             flight.FlightDescriptor.for_path(*info.key.split("/")),

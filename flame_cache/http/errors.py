@@ -25,7 +25,7 @@ from flame_cache.store import (
     StorageError,
     VersionConflict,
 )
-from flame_cache.store.errors import ObjectTooLarge
+from flame_cache.store.errors import InsufficientStorage, ObjectTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ STATUS: list[tuple[type[CacheError], int, str]] = [
     (VersionConflict, 412, "precondition_failed"),
     (ObjectTooLarge, 413, "too_large"),
     (LimitExceeded, 409, "conflict"),
+    (InsufficientStorage, 507, "insufficient_storage"),  # under cache.capacity, all that is left is pinned
     (StorageError, 503, "storage_unavailable"),
 ]
 

@@ -50,14 +50,19 @@ from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
 from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot, checksum, repair
 from flame_cache.store.blobs import Blob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
+from flame_cache.store.expiry import MAX_TTL
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.objects import MAX_VERSION
 from flame_cache.store.wire import blob_pieces, ipc_chunks
 
 router = APIRouter(prefix="/v1", tags=["objects"])
 
+TTL_QUERY = Query(
+    None, ge=0, le=MAX_TTL, description="Seconds until the object expires (its own TTL, kept across writes); 0 clears it"
+)
 WRITE_RESPONSES = {
     **RESPONSES,
+    507: {"model": ErrorBody, "description": "No room under cache.capacity: what is left is pinned"},
     412: {"model": ErrorBody, "description": "If-Match / If-None-Match failed; ETag has the current version"},
     413: {"model": ErrorBody, "description": "Over the maximum object size"},
     415: {"model": ErrorBody, "description": "Content-Type is neither octet-stream nor an Arrow stream"},
@@ -152,10 +157,14 @@ def head_object(
     if_none_match: str | None = Header(None),
     ctx: Context = Depends(context),
 ) -> Response:
-    """Metadata only: ETag, version, deltas, sizes, Last-Modified, and the
-    Content-Length a raw GET would have."""
+    """Metadata only: ETag, version, deltas, sizes, Last-Modified, the
+    Content-Length a raw GET would have, and X-Flame-Expires (an HTTP date)
+    if the object expires."""
     snapshot = ctx.store.get(ObjectKey.parse(key))
     headers = _headers(snapshot.info())
+    expires = ctx.store.expires(snapshot.key)
+    if expires is not None:
+        headers["X-Flame-Expires"] = formatdate(expires, usegmt=True)
     if matches(parse_etags(if_none_match, "If-None-Match"), snapshot.version):
         return Response(status_code=304, headers=headers)
     if snapshot.kind is Kind.TABLE or _wants_arrow(format_, request.headers.get("accept")):
@@ -270,6 +279,7 @@ async def put_object(
     if_match: str | None = Header(None, description='Replace only at this version: "7" (or * : only if it exists)'),
     if_none_match: str | None = Header(None, description="`*`: create only, never replace"),
     x_flame_checksum: str | None = CHECKSUM_HEADER,
+    ttl: float | None = TTL_QUERY,
     ctx: Context = Depends(context),
 ) -> JSONResponse:
     """Create or replace exactly this key (2 or 3 segments): deltas are
@@ -281,7 +291,9 @@ async def put_object(
     crc = _upload_checksum(x_flame_checksum)
 
     def write(chunks: Iterator[bytes]) -> ObjectInfo:
-        return ctx.store.put(target, upload_payload(kind, chunks, limits, key), condition=condition, crc32c=crc)
+        return ctx.store.put(
+            target, upload_payload(kind, chunks, limits, key), condition=condition, crc32c=crc, ttl=ttl
+        )
 
     try:
         info = await with_body(request, write)
@@ -305,6 +317,7 @@ async def create_object(
     namespace: str,
     request: Request,
     x_flame_checksum: str | None = CHECKSUM_HEADER,
+    ttl: float | None = TTL_QUERY,
     ctx: Context = Depends(context),
 ) -> JSONResponse:
     """Create an object with a fresh uuid4 id in a namespace (`session` or `app/session`)."""
@@ -313,7 +326,8 @@ async def create_object(
     kind = body_kind(request, limits, f"{namespace}/<new>")
     crc = _upload_checksum(x_flame_checksum)
     info = await with_body(
-        request, lambda chunks: ctx.store.create(space, upload_payload(kind, chunks, limits, namespace), crc32c=crc)
+        request,
+        lambda chunks: ctx.store.create(space, upload_payload(kind, chunks, limits, namespace), crc32c=crc, ttl=ttl),
     )
     return _ref(ctx, info, 201)
 
@@ -333,6 +347,7 @@ async def patch_object(
     if_match: str | None = Header(None, description='Append only if the object is at this version: "7"'),
     if_none_match: str | None = Header(None, description="`*`: only if the object does not exist, so always 412"),
     x_flame_checksum: str | None = CHECKSUM_HEADER,
+    ttl: float | None = TTL_QUERY,
     ctx: Context = Depends(context),
 ) -> JSONResponse:
     """Append one delta (an opaque body) to an existing opaque object."""
@@ -344,7 +359,9 @@ async def patch_object(
     crc = _upload_checksum(x_flame_checksum)
     info = await with_body(
         request,
-        lambda chunks: ctx.store.patch(target, delta_payload(kind, chunks, limits, key), condition=condition, crc32c=crc),
+        lambda chunks: ctx.store.patch(
+            target, delta_payload(kind, chunks, limits, key), condition=condition, crc32c=crc, ttl=ttl
+        ),
     )
     return _ref(ctx, info, 200)
 

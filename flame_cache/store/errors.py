@@ -39,3 +39,8 @@ class KeyTooLong(InvalidArgument, LimitExceeded):
 
 class StorageError(CacheError):
     """The disk failed us (full, read-only, damaged); earlier data is intact."""
+
+
+class InsufficientStorage(StorageError):
+    """A write cannot fit under `cache.capacity`: what is left is pinned, or
+    held by uploads in progress. Nothing was stored (UNAVAILABLE / HTTP 507)."""

@@ -8,13 +8,18 @@ from dataclasses import dataclass
 POLICIES = ("lru", "none")
 
 
+DEFAULT_PIN = ("*/pkg/*",)  # Flame's application packages: never evicted under cache.capacity
+
+
 @dataclass(frozen=True, slots=True)
 class Eviction:
-    """`None` means unbounded. Policy `none` never evicts."""
+    """`None` means unbounded. Policy `none` never evicts (from memory).
+    `pin`: key patterns that eviction under `cache.capacity` never deletes."""
 
     policy: str = "lru"
     max_memory: int | None = None
     max_objects: int | None = None
+    pin: tuple[str, ...] = DEFAULT_PIN
 
 
 class LruTracker:

@@ -24,13 +24,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob
 from flame_cache.store.errors import StorageError
+from flame_cache.store.expiry import is_sidecar_name, sidecar_object_id
 from flame_cache.store.fileformat import StoredFile, framing_problem, read_stored, verify_blob
 from flame_cache.store.folders import Folders
 from flame_cache.store.keys import DELTAS_SUFFIX, MAX_SEGMENT_BYTES, OBJECT_SUFFIX, ObjectKey, is_folder_segment, is_object_id
@@ -50,6 +51,47 @@ class StoredObject:
     base: StoredFile
     deltas: tuple[Blob, ...]
     next_delta_file: int
+
+
+@dataclass
+class ScanFacts:
+    """What the start-up scan saw beside the keys, from the folder listings it
+    makes anyway: with `measure`, each object's bytes on disk (base and
+    deltas, from the entries' stat) and last write (the newest mtime); the
+    expiry sidecars (`.<id>.ttl`) of the objects found."""
+
+    measure: bool = False
+    objects: dict[str, list[float]] = field(default_factory=dict)  # name: [bytes, last write]
+    sidecars: dict[str, Path] = field(default_factory=dict)
+
+    def note(self, name: str, entry: os.DirEntry) -> None:
+        if self.measure:
+            stat = entry.stat(follow_symlinks=False)
+            self._add(name, stat.st_size, stat.st_mtime)
+
+    def note_deltas(self, name: str, entry: os.DirEntry) -> None:
+        if self.measure:
+            self._add(name, *folder_bytes(entry.path))
+
+    def _add(self, name: str, size: int, written: float) -> None:
+        known = self.objects.setdefault(name, [0, 0.0])
+        known[0] += size
+        known[1] = max(known[1], written)
+
+
+def folder_bytes(path: str | Path) -> tuple[int, float]:
+    """Bytes of the files in a folder (not below it), and the newest mtime."""
+    size, written = 0, 0.0
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    size += stat.st_size
+                    written = max(written, stat.st_mtime)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return size, written
 
 
 class Layout:
@@ -73,6 +115,14 @@ class Layout:
 
     def exists(self, key: ObjectKey) -> bool:
         return self.base_path(key).is_file()
+
+    def stored_bytes(self, key: ObjectKey) -> int:
+        """Bytes of the object's files on disk: its base and its deltas folder."""
+        try:
+            base = os.stat(self.base_path(key)).st_size
+        except FileNotFoundError:
+            base = 0
+        return base + folder_bytes(self.deltas_dir(key))[0]
 
     # -- writing ---------------------------------------------------------
 
@@ -199,21 +249,24 @@ class Layout:
 
     # -- discovering -----------------------------------------------------
 
-    def scan(self, below: tuple[str, ...] = (), *, tidy: bool = False) -> Iterator[ObjectKey]:
+    def scan(self, below: tuple[str, ...] = (), *, tidy: bool = False, facts: ScanFacts | None = None) -> Iterator[ObjectKey]:
         """Every object file at or below `below` (a selector's segments). With
         `tidy` (start-up only, when no write is in flight) unfinished
         temporary files and orphan deltas are removed; foreign names are
         reported, never fatal. Only names that a key can map to are followed:
         `below` is a key only if its last segment may be an object id, and a
-        folder only if every segment may be a folder (never a `.deltas/`)."""
+        folder only if every segment may be a folder (never a `.deltas/`).
+        `facts` (start-up) collects what the listings show of each object."""
         folders = all(map(is_folder_segment, below))
         if 2 <= len(below) <= 3 and all(map(is_folder_segment, below[:-1])) and is_object_id(below[-1]):
             if self.base_path(ObjectKey(below)).is_file():
                 yield ObjectKey(below)
         if len(below) < 3 and folders:
-            yield from self._scan_dir(self.root.joinpath(*below), below, tidy)
+            yield from self._scan_dir(self.root.joinpath(*below), below, tidy, facts)
 
-    def _scan_dir(self, folder: Path, segments: tuple[str, ...], tidy: bool) -> Iterator[ObjectKey]:
+    def _scan_dir(
+        self, folder: Path, segments: tuple[str, ...], tidy: bool, facts: ScanFacts | None = None
+    ) -> Iterator[ObjectKey]:
         try:
             entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):
@@ -227,19 +280,31 @@ class Layout:
                     remove_any(entry.path)
             elif not segments and name == QUARANTINE:
                 continue
+            elif segments and is_sidecar_name(name) and not entry.is_dir():
+                if sidecar_object_id(name) in object_names:
+                    if facts is not None:
+                        facts.sidecars["/".join((*segments, sidecar_object_id(name)))] = Path(entry.path)
+                elif tidy:
+                    log.warning("removing expiry file %s whose object is gone", entry.path)
+                    remove_any(entry.path)
             elif entry.is_dir():
                 if name.endswith(DELTAS_SUFFIX) and name[: -len(DELTAS_SUFFIX)] in object_names:
+                    if facts is not None and is_object_id(name[: -len(DELTAS_SUFFIX)]):
+                        facts.note_deltas("/".join((*segments, name[: -len(DELTAS_SUFFIX)])), entry)
                     continue
                 if segments and name.endswith(DELTAS_SUFFIX) and _holds_only_deltas(entry.path):
                     if tidy:
                         log.warning("removing deltas %s whose object is gone", entry.path)
                         remove_any(entry.path)
                 elif len(segments) < 2 and is_folder_segment(name):
-                    yield from self._scan_dir(Path(entry.path), (*segments, name), tidy)
+                    yield from self._scan_dir(Path(entry.path), (*segments, name), tidy, facts)
                 elif tidy:
                     log.warning("ignoring foreign directory %s", entry.path)
             elif name.endswith(SUFFIX) and segments and is_object_id(name[: -len(SUFFIX)]):
-                yield ObjectKey((*segments, name[: -len(SUFFIX)]))
+                key = ObjectKey((*segments, name[: -len(SUFFIX)]))
+                if facts is not None:
+                    facts.note(str(key), entry)
+                yield key
             elif tidy:
                 log.warning("ignoring foreign file %s", entry.path)
 

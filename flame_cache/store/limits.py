@@ -24,6 +24,7 @@ class WriteLimits:
     max_object_size: int | None = None
     max_key_bytes: int = MAX_KEY_BYTES
     max_deltas: int = DEFAULT_MAX_DELTAS
+    capacity: int | None = None  # cache.capacity: no object may be larger
 
     def check_new_key(self, key: str) -> None:
         """Only keys being created are checked: an existing object (or one a
@@ -41,6 +42,11 @@ class WriteLimits:
                 f"object {key!r}{what} would be {size} bytes, over the maximum object size of "
                 f"{self.max_object_size} bytes (cache.limits.max_object_size)"
             )
+        if self.capacity is not None and size > self.capacity:
+            raise ObjectTooLarge(
+                f"object {key!r}{what} would be {size} bytes, more than the storage holds in all "
+                f"(cache.capacity = {self.capacity} bytes)"
+            )
 
     def check_upload(self, target: str, received: int, *, what: str = "") -> None:
         """For a body as it arrives: stop as soon as it cannot fit."""
@@ -48,6 +54,11 @@ class WriteLimits:
             raise ObjectTooLarge(
                 f"the upload to {target!r}{what} is over the maximum object size of {self.max_object_size} bytes "
                 f"(cache.limits.max_object_size): refused after {received} bytes"
+            )
+        if self.capacity is not None and received > self.capacity:
+            raise ObjectTooLarge(
+                f"the upload to {target!r}{what} is more than the storage holds in all (cache.capacity = "
+                f"{self.capacity} bytes): refused after {received} bytes"
             )
 
     def check_deltas(self, key: str, deltas: int) -> None:

@@ -108,6 +108,7 @@ def check(store: Store) -> list[str]:
             framing = layout.find_damage(entry.key)
             problem = (framing, None) if framing is not None else _tidy(layout, entry)
             if problem is None:
+                store.remeasure(entry.key)  # under cache.capacity, what tidying removed no longer counts
                 continue
             store.set_aside(entry, *problem)
         damaged.append(entry.name)
@@ -346,3 +347,31 @@ def _scrub_forever(store: Store, scrub: Scrub) -> None:
                 time.monotonic() - started,
             )
         time.sleep(max(0.0, scrub.interval - (time.monotonic() - started)))
+
+
+# -- the expiry sweep -----------------------------------------------------
+
+
+def sweep(store: Store, now: float | None = None) -> list[str]:
+    """Delete every object whose deadline has passed; the keys deleted."""
+    now = time.time() if now is None else now
+    return [name for name in store.expiry.due(now) if store.expire_now(name)]
+
+
+def start_sweep(store: Store, interval: float) -> threading.Thread:
+    """`sweep` every `interval` seconds, in the background."""
+    thread = threading.Thread(target=_sweep_forever, args=(store, interval), name="expiry-sweep", daemon=True)
+    thread.start()
+    return thread
+
+
+def _sweep_forever(store: Store, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            swept = sweep(store)
+        except Exception:  # a bug here must not go unseen, nor stop the next sweep
+            log.exception("the expiry sweep failed")
+            continue
+        if swept:
+            log.info("expiry sweep: %d object(s) expired and deleted", len(swept))

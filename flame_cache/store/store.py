@@ -13,10 +13,16 @@ Both protocols call these methods with keys they parsed once at their edge
   arrives, without holding the key's lock;
 - reads never wait for writers and get one whole version (an immutable
   `Snapshot`); reads change nothing on disk;
+- the lifecycle (SPEC 8): every write reserves its room under
+  `cache.capacity` first (`capacity.Capacity`, which evicts through
+  `_delete_one`); an expired object (`expiry.Expiry`) answers NOT_FOUND at
+  once and the sweep deletes it; NOT_FOUND of a key recently evicted or
+  expired says so (`gone.GoneKeys`);
 - integrity: a write's crc32c is computed as its bytes arrive (`checksum`)
   and compared with the one its client sent, if any, before anything is
   installed; a load compares every file's data with the checksum it carries,
-  and a mismatch sets the object aside like any other damage.
+  and a mismatch sets the object aside like any other damage (and NOT_FOUND
+  of that key says so, too).
 """
 
 from __future__ import annotations
@@ -24,23 +30,27 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from flame_cache.store import checksum
+from flame_cache.store import expiry as expiries
 from flame_cache.store.blobs import IN_MEMORY_BYTES, BufferBlob, join_buffers
+from flame_cache.store.capacity import Capacity, Reservation, file_bytes
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.errors import InvalidArgument, ObjectNotFound, StorageError
 from flame_cache.store.eviction import Eviction
+from flame_cache.store.expiry import MAX_TTL, Expiry, ExpiryRule
+from flame_cache.store.gone import EVICTED, EXPIRED, GoneKeys, stamp
 from flame_cache.store.index import Entry, Index
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
-from flame_cache.store.layout import Layout
+from flame_cache.store.layout import Layout, ScanFacts
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
 from flame_cache.store.pending import Chunk
@@ -49,7 +59,18 @@ log = logging.getLogger(__name__)
 
 Body = pa.Buffer | pa.Table | Iterable[Chunk]  # a base in memory, or its bytes as they arrive
 KeyLike = ObjectKey | str
-_REMEMBERED_DAMAGE = 10_000  # keys set aside whose reason a later read is still told
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What a write of a base asks besides its bytes: the `condition` on the
+    current version, the `target` the client named (a key or a namespace,
+    for messages), the `crc32c` it sent (None: none), its own `ttl`."""
+
+    condition: Condition
+    target: str
+    crc32c: int | None = None
+    ttl: float | None = None
 
 
 class Store:
@@ -62,12 +83,19 @@ class Store:
         fsync: bool = False,
         max_object_size: int | None = None,
         max_key_bytes: int = MAX_KEY_BYTES,
+        capacity: int | None = None,
+        expiry: tuple[ExpiryRule, ...] = (),
     ) -> None:
+        """`capacity` bounds the bytes of object files (disk storage only);
+        `eviction.pin` names what it never evicts; `expiry` holds the rules."""
         self.layout = Layout(root, fsync=fsync) if root is not None else None
-        self.write_limits = WriteLimits(max_object_size, max_key_bytes, max_deltas)
+        capacity = capacity if root is not None else None
+        self.write_limits = WriteLimits(max_object_size, max_key_bytes, max_deltas, capacity)
         self.index = Index(eviction, persistent=root is not None)
-        self._damaged: OrderedDict[str, str] = OrderedDict()  # key -> why it was set aside (recent ones)
-        self._damage_lock = threading.Lock()
+        self.capacity = Capacity(capacity, eviction.pin)
+        self.capacity.evict = self._evict
+        self.expiry = Expiry(expiry)
+        self.gone = GoneKeys()
         self.checksum_mismatches = 0  # objects set aside for one, since start-up
         if self.layout is not None:
             self._index_disk()
@@ -79,32 +107,43 @@ class Store:
     # -- writes ----------------------------------------------------------
 
     def put(
-        self, key: KeyLike, body: Body, *, condition: Condition = ANY_STATE, crc32c: int | None = None
+        self,
+        key: KeyLike,
+        body: Body,
+        *,
+        condition: Condition = ANY_STATE,
+        crc32c: int | None = None,
+        ttl: float | None = None,
     ) -> ObjectInfo:
         """Create or replace exactly `key`: deltas cleared, version + 1 (a new
         object starts at 1), if `condition` holds and, given `crc32c`, the
-        body's bytes have that checksum (else InvalidArgument, nothing stored)."""
+        body's bytes have that checksum (else InvalidArgument, nothing
+        stored). `ttl` (seconds; 0 clears) sets the object's own expiry."""
         key = _key(key)
-        return self._put(key, body, condition, str(key), crc32c)
+        return self._put(key, body, Upload(condition, str(key), crc32c, ttl))
 
-    def create(self, namespace: Namespace | str, body: Body, *, crc32c: int | None = None) -> ObjectInfo:
+    def create(
+        self, namespace: Namespace | str, body: Body, *, crc32c: int | None = None, ttl: float | None = None
+    ) -> ObjectInfo:
         """A new object with a fresh uuid4 id in a namespace."""
         space = namespace if isinstance(namespace, Namespace) else Namespace.parse(namespace)
-        return self._put(space.new_key(), body, Condition(exists=False), str(space), crc32c)
+        return self._put(space.new_key(), body, Upload(Condition(exists=False), str(space), crc32c, ttl))
 
-    def _put(self, key: ObjectKey, body: Body, condition: Condition, target: str, crc32c: int | None) -> ObjectInfo:
-        """`put`; `target` is what the client named (a key or a namespace)."""
-        if isinstance(body, pa.Table) and crc32c is not None:
+    def _put(self, key: ObjectKey, body: Body, upload: Upload) -> ObjectInfo:
+        """`put`, as `upload` asks."""
+        _check_ttl(upload.ttl)
+        if isinstance(body, pa.Table) and upload.crc32c is not None:
             raise InvalidArgument(
-                f"a checksum applies to an object's bytes; {target!r} would be a native Arrow table, which carries none"
+                f"a checksum applies to an object's bytes; {upload.target!r} would be a native Arrow table, "
+                "which carries none"
             )
         if isinstance(body, (pa.Buffer, pa.Table)):
-            return self._write_whole(key, body, condition, target, crc32c)
-        chunks = self._counted(target, body)
+            return self._write_whole(key, body, upload)
+        chunks = self._counted(upload.target, body)
         head, ended = _head(chunks, IN_MEMORY_BYTES)
         if ended or self.layout is None:
-            return self._write_whole(key, _join(itertools.chain(head, chunks)), condition, target, crc32c)
-        return self._write_streamed(key, itertools.chain(head, chunks), condition, target, crc32c)
+            return self._write_whole(key, _join(itertools.chain(head, chunks)), upload)
+        return self._write_streamed(key, itertools.chain(head, chunks), upload)
 
     def patch(
         self,
@@ -113,31 +152,52 @@ class Store:
         *,
         condition: Condition = MUST_EXIST,
         crc32c: int | None = None,
+        ttl: float | None = None,
     ) -> ObjectInfo:
         """Append one delta to an existing opaque object (held in memory, like
         every delta, so its bytes are collected first); given `crc32c`, only
         if the delta has that checksum."""
         key = _key(key)
+        _check_ttl(ttl)
         if not isinstance(delta, pa.Buffer):
             delta = _join(self._counted(str(key), delta, " with this patch"))
         crc = checksum.of(delta)
         checksum.check_upload(str(key), crc32c, crc)
-        with self.index.key_lock(key):
-            entry = self._require(key)
-            current = entry.snapshot or self._load(entry)
-            condition.check(str(key), current.version)
-            if current.kind is Kind.TABLE:
-                raise InvalidArgument(f"object {str(key)!r} is a native Arrow table; only opaque objects take patches")
-            self.write_limits.check_deltas(str(key), len(current.deltas))
-            self.write_limits.check_size(str(key), current.size + delta.size, what=" with this patch")
-            snapshot = current.with_delta(delta, time.time())
-            if self.layout is not None:
-                with self._on_storage_error(entry), self.layout.turn(delta.size):
-                    with self.layout.pending_delta(key, current.next_delta_file) as pending:
-                        pending.write(snapshot.version, delta, crc)
-                        pending.install()
-            self.index.install(entry, snapshot)
+        with self.capacity.reservation(str(key)) as room:
+            room.grow(file_bytes(delta.size))  # before the key's lock: making room may evict
+            with self.index.key_lock(key):
+                entry = self._require(key)
+                current = entry.snapshot or self._load(entry)
+                condition.check(str(key), current.version)
+                if current.kind is Kind.TABLE:
+                    raise InvalidArgument(f"object {str(key)!r} is a native Arrow table; only opaque objects take patches")
+                self.write_limits.check_deltas(str(key), len(current.deltas))
+                self.write_limits.check_size(str(key), current.size + delta.size, what=" with this patch")
+                snapshot = current.with_delta(delta, time.time())
+                if self.layout is not None:
+                    with self._on_storage_error(entry), self.layout.turn(delta.size):
+                        with self.layout.pending_delta(key, current.next_delta_file) as pending:
+                            pending.write(snapshot.version, delta, crc)
+                            pending.install()
+                    if room.active:
+                        room.settle(added=os.stat(pending.target).st_size)
+                self.index.install(entry, snapshot)
+                self._written(key, ttl)
         return snapshot.info()
+
+    def expire(self, key: KeyLike, ttl: float) -> float | None:
+        """Give an existing object its own TTL, `ttl` seconds from now (0
+        clears it: the rules of cache.expiry apply again); its deadline."""
+        key = _key(key)
+        _check_ttl(ttl)
+        with self.index.key_lock(key):
+            self._require(key)
+            self._set_ttl(key, ttl)
+        return self.expiry.deadline(str(key))
+
+    def expires(self, name: str) -> float | None:
+        """When the object expires (seconds since the epoch), if it does."""
+        return self.expiry.deadline(name)
 
     def delete(self, selector: Selector | str) -> int:
         """Delete the object, namespace or `app/*` named, and all below it."""
@@ -152,16 +212,26 @@ class Store:
         log.info("deleted %d object(s) under %r", deleted, str(selector))
         return deleted
 
-    def _write_whole(
-        self, key: ObjectKey, data: pa.Buffer | pa.Table, condition: Condition, target: str, expected: int | None
-    ) -> ObjectInfo:
-        """A base from memory, written under the key's lock and kept in memory."""
+    def _write_whole(self, key: ObjectKey, data: pa.Buffer | pa.Table, upload: Upload) -> ObjectInfo:
+        """A base from memory, written under the key's lock and kept in memory;
+        its room under cache.capacity is reserved first."""
         size = data.nbytes if isinstance(data, pa.Table) else data.size
         crc = None if isinstance(data, pa.Table) else checksum.of(data)
         if crc is not None:
-            checksum.check_upload(target, expected, crc)
+            checksum.check_upload(upload.target, upload.crc32c, crc)
+        with self.capacity.reservation(str(key)) as room:
+            if room.active:  # refuse what would fail anyway before evicting for it
+                self.write_limits.check_size(str(key), size)
+                self._current_version(key, upload.condition)
+            room.grow(file_bytes(size, table=isinstance(data, pa.Table)))
+            return self._write_whole_in(key, data, crc, upload, room)
+
+    def _write_whole_in(
+        self, key: ObjectKey, data: pa.Buffer | pa.Table, crc: int | None, upload: Upload, room: Reservation
+    ) -> ObjectInfo:
+        size = data.nbytes if isinstance(data, pa.Table) else data.size
         with self.index.key_lock(key):
-            current = self._current_version(key, condition)
+            current = self._current_version(key, upload.condition)
             self.write_limits.check_size(str(key), size)
             version = current + 1
             if isinstance(data, pa.Table):  # one dictionary per column: the IPC file format allows no other
@@ -172,33 +242,44 @@ class Store:
                     with self.layout.pending_base(key) as pending:
                         pending.write(version, data, crc)
                         self.layout.install_base(pending, fresh=current == 0)
+                if room.active:
+                    room.settle(size=self.layout.stored_bytes(key))
             base = data if isinstance(data, pa.Table) else BufferBlob(data, crc)
             snapshot = Snapshot(str(key), version, version, base)
             self.index.install(entry or Entry(key), snapshot)
-            self._forget_damage(str(key))
+            self._written(key, upload.ttl)
         log.debug("wrote %s version %d (%d bytes)", key, version, size)
         return snapshot.info()
 
-    def _write_streamed(
-        self, key: ObjectKey, chunks: Iterator[Chunk], condition: Condition, target: str, expected: int | None
-    ) -> ObjectInfo:
+    def _write_streamed(self, key: ObjectKey, chunks: Iterator[Chunk], upload: Upload) -> ObjectInfo:
         """A long base, written to its file as it arrives (its checksum
-        summed as it comes); the key's lock is taken only to check the
-        version again, frame the file and rename it."""
+        summed as it comes); the key's lock is taken only to check the version
+        again, frame the file and rename it. Its room under cache.capacity is
+        reserved chunk by chunk, before each is written, and released (the
+        temporary file gone) if it fails."""
         assert self.layout is not None
+        condition = upload.condition
         self._current_version(key, condition)  # fail before the upload
-        with self.layout.pending_base(key) as pending:
+        with self.capacity.reservation(str(key)) as room, self.layout.pending_base(key) as pending:
+            room.grow(file_bytes(0))
             for chunk in chunks:
+                room.grow(memoryview(chunk).nbytes)
                 pending.append(chunk)
             assert pending.crc32c is not None
-            checksum.check_upload(target, expected, pending.crc32c)  # leaving, the pending file removes itself
+            checksum.check_upload(upload.target, upload.crc32c, pending.crc32c)  # leaving, the file removes itself
+            if room.active and pending.size > 2**31 - 2 * 4096:
+                room.grow(pending.size)  # a cell of 2 GiB or more is copied once to a new temporary file
             with self.index.key_lock(key):
                 current = self._current_version(key, condition)  # a write may have landed meanwhile
-                pending.seal(current + 1)
-                self.layout.install_base(pending, fresh=current == 0)
+                entry = self._find(key)
+                with self._on_storage_error(entry, key):
+                    pending.seal(current + 1)
+                    self.layout.install_base(pending, fresh=current == 0)
+                if room.active:
+                    room.settle(size=self.layout.stored_bytes(key))
                 info = ObjectInfo(str(key), current + 1, 0, pending.size, Kind.OPAQUE, time.time())
-                self.index.install_info(self._find(key) or Entry(key), info)
-                self._forget_damage(str(key))
+                self.index.install_info(entry or Entry(key), info)
+                self._written(key, upload.ttl)
         log.debug("wrote %s version %d (%d bytes, streamed)", key, info.version, info.size)
         return info
 
@@ -207,6 +288,9 @@ class Store:
         being created must also fit `max_key_bytes`."""
         with self.index.key_lock(key):
             entry = self._find(key)
+            if entry is not None and self.expiry.active and self.expiry.expired(entry.name, time.time()):
+                self._delete_one(key, why=EXPIRED)  # a write to an expired key starts a new object
+                entry = None
             try:
                 current = self._info(entry).version if entry else 0
             except ObjectNotFound:
@@ -225,26 +309,103 @@ class Store:
             self.write_limits.check_upload(target, size, what=what)
             yield chunk
 
-    def _delete_one(self, key: ObjectKey) -> bool:
-        """Files first: if the disk refuses, the object stays whole and served."""
-        with self.index.key_lock(key):
-            entry = self.index.get(str(key))
+    def _delete_one(self, key: ObjectKey, *, why: str | None = None, timeout: float = -1) -> bool:
+        """Files first: if the disk refuses, the object stays whole and served.
+        `why` (evicted, expired) is logged and kept for NOT_FOUND to tell;
+        `timeout` bounds the wait for the key's lock (False if it passed)."""
+        lock = self.index.key_lock(key)
+        if not lock.acquire(timeout=timeout):
+            return False
+        try:
+            name = str(key)
+            entry = self.index.get(name)
             if entry is None:
                 return False
+            if why == EXPIRED and not self.expiry.expired(name, time.time()):
+                return False  # written again, or its TTL changed, since it was found due
+            if why == EVICTED:  # logged first: a kill during the delete leaves no unexplained loss
+                size = self.capacity.size_of(name) or 0
+                log.info("evicting %s (%d bytes) to stay under cache.capacity (%s bytes)", name, size, self.capacity.limit)
             if self.layout is not None:
                 self.layout.delete(key)
-            return self.index.remove(entry)
+                expiries.remove_sidecar(self.layout.base_path(key), fsync=self.layout.folders.fsync)
+            removed = self.index.remove(entry)
+            freed = self.capacity.forget(name)
+            deadline, what = self.expiry.deadline(name), self.expiry.why(name)
+            self.expiry.forget(name)
+            if why == EVICTED:
+                self.capacity.evicted(freed)
+            elif why == EXPIRED:
+                self.expiry.expirations += 1
+                log.info("expired %s (%s ran out at %s)", name, what, stamp(deadline or time.time()))
+            if why is not None:
+                self.gone.record(name, why, time.time())
+            return removed
+        finally:
+            lock.release()
+
+    def _evict(self, name: str) -> bool:
+        """Make room under cache.capacity: delete `name` (Capacity's victim)
+        through the delete path, waiting at most a second for its key's lock."""
+        try:
+            done = self._delete_one(ObjectKey(tuple(name.split("/"))), why=EVICTED, timeout=1.0)
+        except StorageError:
+            return False
+        if not done and self.index.get(name) is None:  # gone already
+            self.capacity.forget(name)
+            return True
+        return done
+
+    def expire_now(self, name: str) -> bool:
+        """The sweep: delete an object whose deadline has passed (if it still has)."""
+        try:
+            return self._delete_one(ObjectKey(tuple(name.split("/"))), why=EXPIRED)
+        except StorageError as exc:
+            log.error("could not delete expired object %s: %s", name, exc)
+            return False
+
+    def remeasure(self, key: ObjectKey) -> None:
+        """Count the object's files again (the caller holds its key lock):
+        the storage check removed leftovers, or a write failed part way."""
+        if self.capacity.enabled and self.layout is not None and self.index.get(str(key)) is not None:
+            self.capacity.resize(str(key), self.layout.stored_bytes(key))
+
+    def _written(self, key: ObjectKey, ttl: float | None) -> None:
+        """After a write's file is in (under the key's lock): the key is no
+        longer gone, a rule's clock restarts, a TTL given with it is set."""
+        name = str(key)
+        self.gone.discard(name)
+        self.expiry.wrote(name, time.time())
+        if ttl is not None:
+            self._set_ttl(key, ttl)
+
+    def _set_ttl(self, key: ObjectKey, ttl: float) -> None:
+        """The object's own deadline, kept beside it (the caller holds its key lock)."""
+        deadline = time.time() + ttl if ttl > 0 else None
+        if self.layout is not None:
+            base = self.layout.base_path(key)
+            try:
+                if deadline is None:
+                    expiries.remove_sidecar(base, fsync=self.layout.folders.fsync)
+                else:
+                    expiries.write_sidecar(base, deadline, fsync=self.layout.folders.fsync)
+            except OSError as exc:
+                log.error("keeping the ttl of %s failed: %s", key, exc)
+                raise StorageError(f"could not keep the ttl of object {str(key)!r}: {exc.strerror or exc}") from None
+        self.expiry.set_deadline(str(key), deadline)
 
     @contextmanager
-    def _on_storage_error(self, entry: Entry | None) -> Iterator[None]:
+    def _on_storage_error(self, entry: Entry | None, key: ObjectKey | None = None) -> Iterator[None]:
         """If a write fails part way (the disk is full, or an fsync failed
         after the rename), the file on disk is the truth: drop what memory
-        holds of the object, so the next access reads it again."""
+        holds of the object, so the next access reads it again (and count
+        its files again)."""
         try:
             yield
         except StorageError:
             if entry is not None:
                 self.index.drop_memory(entry)
+                self.remeasure(key or entry.key)
             raise
 
     # -- reads -----------------------------------------------------------
@@ -255,6 +416,12 @@ class Store:
         entry = self.index.get(name)  # an indexed name is a valid key: no need to parse it
         if entry is None:
             entry = self._require(_key(key))
+        if self.expiry.active:
+            now = time.time()
+            if self.expiry.expired(name, now):
+                raise self._expired(name)
+            self.expiry.accessed(name, now)
+        self.capacity.touch(name)
         snapshot = entry.snapshot
         if snapshot is not None:
             self.index.touch(name)
@@ -270,7 +437,8 @@ class Store:
             return self._info(self._require(key))
 
     def exists(self, key: KeyLike) -> bool:
-        return self._find(_key(key)) is not None
+        key = _key(key)
+        return self._find(key) is not None and not self._is_expired(str(key))
 
     def list_page(
         self, selector_text: str = "", *, after: str | None = None, limit: int | None = 100
@@ -283,7 +451,7 @@ class Store:
             after_segments = ObjectKey.parse(after).segments if after else ()
         except InvalidArgument as exc:
             raise InvalidArgument(f"cursor {shorten(after)} is not a key (pass next_cursor as it came): {exc}") from None
-        keyed = [(entry.segments, entry) for entry in self.index.all()]  # each name split once
+        keyed = [(entry.segments, entry) for entry in self._live()]  # each name split once
         entries = sorted(
             ((segments, e) for segments, e in keyed if selector.covers(segments) and segments > after_segments),
             key=lambda pair: pair[0],
@@ -306,14 +474,15 @@ class Store:
     def namespaces(self, selector_text: str = "") -> list[tuple[str, int]]:
         """Namespaces (a key without its object id) and their object counts."""
         selector = Selector.parse(selector_text, allow_all=True)
-        counts = Counter(e.name.rpartition("/")[0] for e in self.index.all() if selector.covers(e.segments))
+        counts = Counter(e.name.rpartition("/")[0] for e in self._live() if selector.covers(e.segments))
         return sorted(counts.items())
 
     def usage(self, *, stored: bool = True) -> dict[str, int]:
         """Counts of objects and of those loaded, the bytes loaded, objects
-        set aside for a checksum mismatch since start-up, and with
-        `stored` the bytes stored (object sizes where known, else the size of
-        the object's file: a stat per object not read since start-up)."""
+        set aside for a checksum mismatch since start-up, and with `stored`
+        the bytes stored (object sizes where known, else the size of the
+        object's file: a stat per object not read since start-up) and the
+        lifecycle's counts."""
         usage = {**self.index.usage(), "checksum_mismatches": self.checksum_mismatches}
         if not stored:
             return usage
@@ -326,7 +495,7 @@ class Store:
                     total += self.layout.base_path(entry.key).stat().st_size
                 except OSError:
                     pass
-        return {**usage, "stored_bytes": total}
+        return {**usage, "stored_bytes": total, **self.capacity.usage(), "expirations": self.expiry.expirations}
 
     def health(self) -> str | None:
         """None if the store can serve reads and writes, else why not (both
@@ -345,16 +514,38 @@ class Store:
         entry = self.index.get(str(key))
         if entry is None and self.layout is not None and self.layout.exists(key):
             entry = self.index.adopt(key)  # a file another process dropped in (flamepy local storage)
+            self.capacity.adopt(entry.name, self.layout.stored_bytes(key) if self.capacity.enabled else 0)
+            self.expiry.wrote(entry.name, time.time())
         return entry
 
     def _require(self, key: ObjectKey) -> Entry:
+        """The object's entry; NOT_FOUND (saying why, if it was evicted or
+        expired) if there is none or it has expired."""
         entry = self._find(key)
         if entry is None:
-            reason = self._damaged.get(str(key))
-            if reason is not None:
-                raise _set_aside_error(str(key), reason)
-            raise ObjectNotFound(f"object {str(key)!r} not found")
+            raise self._not_found(str(key))
+        if self._is_expired(entry.name):
+            raise self._expired(entry.name)
         return entry
+
+    def _not_found(self, name: str) -> ObjectNotFound:
+        why = self.gone.reason(name)
+        return ObjectNotFound(f"object {name!r} not found" + (f": {why}" if why else ""))
+
+    def _expired(self, name: str) -> ObjectNotFound:
+        deadline = self.expiry.deadline(name)
+        return ObjectNotFound(f"object {name!r} not found: it expired at {stamp(deadline or time.time())}")
+
+    def _is_expired(self, name: str) -> bool:
+        return self.expiry.active and self.expiry.expired(name, time.time())
+
+    def _live(self) -> list[Entry]:
+        """Every indexed entry but the expired ones (the sweep deletes those)."""
+        entries = self.index.all()
+        if not self.expiry.active:
+            return entries
+        now = time.time()
+        return [entry for entry in entries if not self.expiry.expired(entry.name, now)]
 
     def _info(self, entry: Entry) -> ObjectInfo:
         """The entry's info, read from disk (not kept) if not known yet; the
@@ -372,11 +563,12 @@ class Store:
         does not read a large base's data)."""
         key = entry.key
         if self.index.get(entry.name) is not entry or self.layout is None:
-            raise ObjectNotFound(f"object {str(key)!r} not found")
+            raise self._not_found(entry.name)  # deleted, evicted or expired since it was found
         try:
             stored = self.layout.read(key, verify=keep)
         except FileNotFoundError:
             self.index.remove(entry)
+            self.capacity.forget(entry.name)
             raise ObjectNotFound(f"object {str(key)!r} not found") from None
         except OSError as exc:
             if exc.errno is not None:  # the disk, not the file: maybe passing, so nothing is moved
@@ -396,10 +588,24 @@ class Store:
         assert self.layout is not None
         started = time.monotonic()
         entries = self.index.entries
-        for key in self.layout.scan(tidy=True):
+        facts = ScanFacts(measure=self.capacity.enabled or bool(self.expiry.rules))
+        for key in self.layout.scan(tidy=True, facts=facts):
             name = str(key)
             entries[name] = Entry(name)
+        if facts.measure:
+            found = {name: (int(size), written) for name, (size, written) in facts.objects.items() if name in entries}
+            self.capacity.load(found)
+            for name, (_, written) in found.items():
+                self.expiry.wrote(name, written)
+        for name, path in facts.sidecars.items():
+            deadline = expiries.read_sidecar(path)
+            if deadline is not None and name in entries:
+                self.expiry.set_deadline(name, deadline)
         log.info("indexed %d object(s) in %s in %.2fs", len(entries), self.layout.root, time.monotonic() - started)
+        if self.capacity.enabled:
+            log.info(
+                "capacity: %d of %d bytes used by object files (cache.capacity)", self.capacity.used, self.capacity.limit
+            )
 
     # -- damage ----------------------------------------------------------
 
@@ -407,33 +613,30 @@ class Store:
         """Quarantine a damaged object and stop serving it (the caller holds
         its key lock); the error that its reader gets. `problem` is logged
         (it may name paths); `reason`, if given, is told to clients, now and
-        on later reads until the key is written again."""
+        on later reads until the key is written again (`gone`)."""
         assert self.layout is not None
         moved = self.layout.quarantine(entry.key)
         self.index.remove(entry)
+        if moved is not None:
+            self.capacity.forget(entry.name)
+            self.expiry.forget(entry.name)
+            expiries.remove_sidecar(self.layout.base_path(entry.key))
         log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
-        if reason is not None:
-            with self._damage_lock:
-                self.checksum_mismatches += reason == checksum.MISMATCH
-                self._damaged[entry.name] = reason
-                self._damaged.move_to_end(entry.name)
-                while len(self._damaged) > _REMEMBERED_DAMAGE:
-                    self._damaged.popitem(last=False)
-        return _set_aside_error(entry.name, reason)
-
-    def _forget_damage(self, name: str) -> None:
-        if self._damaged:
-            with self._damage_lock:
-                self._damaged.pop(name, None)
-
-
-def _set_aside_error(name: str, reason: str | None) -> ObjectNotFound:
-    why = f" ({reason})" if reason else ""
-    return ObjectNotFound(f"object {name!r} was damaged on disk{why} and has been set aside")
+        why = f"it was damaged on disk ({reason}) and has been set aside" if reason else None
+        if why is not None:
+            self.checksum_mismatches += reason == checksum.MISMATCH
+            self.gone.record(entry.name, why, time.time())
+        return ObjectNotFound(f"object {entry.name!r} was damaged on disk{f' ({reason})' if reason else ''} and has been set aside")
 
 
 def _key(key: KeyLike) -> ObjectKey:
     return key if isinstance(key, ObjectKey) else ObjectKey.parse(key)
+
+
+def _check_ttl(ttl: float | None) -> None:
+    """A TTL is 0 (clear) or a number of seconds up to a century."""
+    if ttl is not None and not (isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 <= ttl <= MAX_TTL):
+        raise InvalidArgument(f"ttl {ttl!r} must be a number of seconds from 0 (clear it) to {MAX_TTL:.0f}")
 
 
 def _snapshot(name: str, stored) -> Snapshot:  # noqa: ANN001 (layout.StoredObject)
