@@ -73,7 +73,9 @@ def library_rows(repeats: int) -> None:
         print(f"library  {name:<22} {len(data) / seconds / 1e9:6.2f} GB/s whole, {len(data) / chunked / 1e9:6.2f} GB/s in 1 MiB calls")
 
 
-def put_rows(base: Path, sizes: list[int], repeats: int) -> None:
+def put_rows(base: Path, sizes: list[int], repeats: int) -> list[dict]:
+    """Per size: median seconds of a streamed put with checksums and without."""
+    rows = []
     for size in sizes:
         chunk = os.urandom(CHUNK)
         results = {}
@@ -93,25 +95,22 @@ def put_rows(base: Path, sizes: list[int], repeats: int) -> None:
                     put()
             results[label] = statistics.median(put.seconds)  # type: ignore[attr-defined]
             shutil.rmtree(root)
-        on, off = results["with"], results["without"]
-        print(
-            f"put      {size >> 20:>5} MiB streamed      with {on * 1e3:8.1f} ms ({size / on / 1e9:5.2f} GB/s), "
-            f"without {off * 1e3:8.1f} ms ({size / off / 1e9:5.2f} GB/s): +{(on - off) * 1e3:.1f} ms ({on / off - 1:+.1%})"
-        )
+        rows.append({"row": "put", "size": size, "with_s": results["with"], "without_s": results["without"]})
+    return rows
 
 
-def first_get_rows(base: Path, sizes: list[int], repeats: int) -> None:
+def first_get_rows(base: Path, sizes: list[int], repeats: int) -> list[dict]:
+    """Per size: median seconds of the first get (the load, which checks the
+    checksum) with the check and without."""
+    rows = []
     for size in sizes:
         root = base / f"get-{size}"
         chunk = os.urandom(CHUNK)
         Store(root).put("bench/sess/o", iter([chunk] * (size // CHUNK)))
         results = {label: timed(lambda: _first_get(root, skip=label == "without"), repeats) for label in ("with", "without")}
-        on, off = results["with"], results["without"]
-        print(
-            f"get      {size >> 20:>5} MiB first, warm     with {on * 1e3:8.1f} ms ({size / on / 1e9:5.2f} GB/s), "
-            f"without {off * 1e3:8.1f} ms: +{(on - off) * 1e3:.1f} ms"
-        )
+        rows.append({"row": "first get", "size": size, "with_s": results["with"], "without_s": results["without"]})
         shutil.rmtree(root)
+    return rows
 
 
 def _first_get(root: Path, *, skip: bool) -> None:
@@ -128,6 +127,27 @@ def _first_get(root: Path, *, skip: bool) -> None:
         fileformat.verify_blob = real
 
 
+def measure(base: Path, put_sizes: list[int], get_sizes: list[int], repeats: int) -> list[dict]:
+    """The put and first-get rows (for `bench.run` and `main`), in a scratch folder below `base`."""
+    folder = Path(tempfile.mkdtemp(prefix="checksum-cost-", dir=base))
+    try:
+        return put_rows(folder, put_sizes, repeats) + first_get_rows(folder, get_sizes, repeats)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def lines(rows: list[dict]) -> str:
+    """The rows as text: times with and without, and what the checksums add."""
+    out = []
+    for r in rows:
+        on, off, size = r["with_s"], r["without_s"], r["size"]
+        out.append(
+            f"{r['row']:<9} {size >> 20:>5} MiB   with {on * 1e3:8.1f} ms ({size / on / 1e9:5.2f} GB/s)   "
+            f"without {off * 1e3:8.1f} ms   +{(on - off) * 1e3:.1f} ms ({on / off - 1:+.1%})"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=None, help="a folder on the disk to measure (default: the temp dir)")
@@ -135,14 +155,10 @@ def main() -> None:
     parser.add_argument("--get-sizes", nargs="+", default=["1G"])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="checksum-cost-", dir=args.dir))
-    print(f"# {platform.node()}, {platform.system()} {platform.release()}, {os.cpu_count()} CPUs, in {base}")
-    try:
-        library_rows(args.repeats)
-        put_rows(base, [parse_size(s) for s in args.sizes], args.repeats)
-        first_get_rows(base, [parse_size(s) for s in args.get_sizes], args.repeats)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    print(f"# {platform.node()}, {platform.system()} {platform.release()}, {os.cpu_count()} CPUs")
+    library_rows(args.repeats)
+    sizes, get_sizes = [parse_size(s) for s in args.sizes], [parse_size(s) for s in args.get_sizes]
+    print(lines(measure(args.dir or Path(tempfile.gettempdir()), sizes, get_sizes, args.repeats)))
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def add_ratios(rows: list[dict]) -> None:
                 row["ratios"][f"{a}/{b}"] = ra["ops_s"] / rb["ops_s"]
 
 
-def evaluate_targets(rows: list[dict], memory: dict, startup: dict | None) -> list[dict]:
+def evaluate_targets(rows: list[dict], memory: dict, startup: dict | None, checksums: list[dict] = ()) -> list[dict]:
     out: list[dict] = []
 
     def add(name: str, value: float | None, threshold: float, lower_is_better: bool = False, note: str = ""):
@@ -113,6 +113,10 @@ def evaluate_targets(rows: list[dict], memory: dict, startup: dict | None) -> li
             lower_is_better=True,
             note="GiB",
         )
+    for row in checksums:
+        if row["row"] == "put":
+            name = f"put {row['size'] >> 20} MiB with checksums <= 1.05x the time without"
+            add(name, row["with_s"] / row["without_s"], 1.05, lower_is_better=True, note="x")
     if startup and "first_get_s" in startup:
         add(
             f"start-up with {startup['objects']:,} objects < 3 s",
@@ -250,6 +254,12 @@ def disk_table(rows: list[dict], floors: list[dict], markdown: bool = False) -> 
     return _table(header, lines, markdown) if lines else ""
 
 
+def checksum_lines(rows: list[dict]) -> str:
+    from bench.checksum_cost import lines
+
+    return lines(rows)
+
+
 def startup_lines(startup: dict | None) -> str:
     if not startup:
         return ""
@@ -296,6 +306,8 @@ def text_report(result: dict, markdown: bool = False) -> str:
         parts.append(h("puts against the transport plus the disk (bench/diskfloor.py)") + disk)
     if result.get("startup"):
         parts.append(h("start-up") + startup_lines(result["startup"]))
+    if result.get("checksums"):
+        parts.append(h("checksums: streamed puts and the first get (a load), with and without crc32c") + checksum_lines(result["checksums"]))
     parts.append(h("targets (flame-cache over Flight)") + targets_table(result["targets"], markdown))
     return "\n".join(parts) + "\n"
 

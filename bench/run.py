@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from bench import diskfloor, procmem, report, startup
+from bench import checksum_cost, diskfloor, procmem, report, startup
 from bench.report import parse_size, size_label
 from bench.servers import (
     REDIS_HINT,
@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--startup-objects", type=int, help="objects for the start-up row (default 100000; quick 20000)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-startup", action="store_true")
+    p.add_argument("--skip-checksums", action="store_true", help="skip the checksums' cost (put with and without, first get)")
     p.add_argument("--redis-server", default="redis-server", help="redis-server binary (default: from PATH)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where results are written")
     p.add_argument("--workdir", type=Path, help="scratch directory (default: a new one in the temp dir, removed after)")
@@ -387,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.memory = {"size": memory_size, "readers": args.memory_readers} if not args.skip_memory else {}
     startup_result = None
     disk_floor: list[dict] = []
+    checksums: list[dict] = []
     try:
         if "bare" in wanted:
             bench.section("bare", BareFlight(workdir, args.bare_as_uploaded), memory=not args.skip_memory)
@@ -414,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # report it and keep the rest
                 startup_result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 progress(f"start-up: ERROR {exc}")
+        if not args.skip_checksums and "flight" in wanted:
+            progress("checksums: puts with and without, and the first get (the load check)")
+            big = [s for s in (64 << 20, 1 << 30) if s <= max(spec.size for spec in bench.rows)] or [1 << 20]
+            checksums = checksum_cost.measure(workdir, big, big[-1:], 2 if args.quick else 3)
     finally:
         pool.close()
         if not args.keep and args.workdir is None:
@@ -439,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         "memory": bench.memory,
         "startup": startup_result,
         "disk_floor": disk_floor,
+        "checksums": checksums,
     }
-    result["targets"] = report.evaluate_targets(rows, bench.memory, startup_result)
+    result["targets"] = report.evaluate_targets(rows, bench.memory, startup_result, checksums)
 
     text = report.text_report(result)
     print(text)

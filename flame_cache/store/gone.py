@@ -1,5 +1,5 @@
-"""Why it is gone (SPEC 8): for a bounded set of recently evicted or expired
-keys, NOT_FOUND says what happened, so a user can tell a lost object from a typo.
+"""Why it is gone (SPEC 8): for a bounded set of recently evicted, expired or
+damaged keys, NOT_FOUND says what happened, so a user can tell a lost object from a typo.
 
 Kept in memory only (a restart forgets it), at most `GONE_KEYS` names, the
 oldest forgotten first; a key written again is forgotten at once.

@@ -108,7 +108,7 @@ def check(store: Store) -> list[str]:
             framing = layout.find_damage(entry.key)
             problem = (framing, None) if framing is not None else _tidy(layout, entry)
             if problem is None:
-                store.remeasure(entry.key)  # under cache.capacity, what tidying removed no longer counts
+                store.lifecycle.remeasure(entry.key)  # under cache.capacity, what tidying removed no longer counts
                 continue
             store.set_aside(entry, *problem)
         damaged.append(entry.name)
@@ -355,7 +355,7 @@ def _scrub_forever(store: Store, scrub: Scrub) -> None:
 def sweep(store: Store, now: float | None = None) -> list[str]:
     """Delete every object whose deadline has passed; the keys deleted."""
     now = time.time() if now is None else now
-    return [name for name in store.expiry.due(now) if store.expire_now(name)]
+    return [name for name in store.lifecycle.expiry.due(now) if store.expire_now(name)]
 
 
 def start_sweep(store: Store, interval: float) -> threading.Thread:

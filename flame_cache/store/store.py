@@ -14,7 +14,7 @@ Both protocols call these methods with keys they parsed once at their edge
 - reads never wait for writers and get one whole version (an immutable
   `Snapshot`); reads change nothing on disk;
 - the lifecycle (SPEC 8): every write reserves its room under
-  `cache.capacity` first (`capacity.Capacity`, which evicts through
+  `cache.capacity` first (`lifecycle`: `capacity.Capacity` evicts through
   `_delete_one`); an expired object (`expiry.Expiry`) answers NOT_FOUND at
   once and the sweep deletes it; NOT_FOUND of a key recently evicted or
   expired says so (`gone.GoneKeys`);
@@ -41,13 +41,14 @@ import pyarrow as pa
 
 from flame_cache.store import checksum
 from flame_cache.store import expiry as expiries
+from flame_cache.store.lifecycle import Lifecycle, check_ttl
 from flame_cache.store.blobs import IN_MEMORY_BYTES, BufferBlob, join_buffers
-from flame_cache.store.capacity import Capacity, Reservation, file_bytes
+from flame_cache.store.capacity import Reservation, file_bytes
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.errors import InvalidArgument, ObjectNotFound, StorageError
 from flame_cache.store.eviction import Eviction
-from flame_cache.store.expiry import MAX_TTL, Expiry, ExpiryRule
-from flame_cache.store.gone import EVICTED, EXPIRED, GoneKeys, stamp
+from flame_cache.store.expiry import ExpiryRule
+from flame_cache.store.gone import EVICTED, EXPIRED
 from flame_cache.store.index import Entry, Index
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.layout import Layout, ScanFacts
@@ -92,10 +93,8 @@ class Store:
         capacity = capacity if root is not None else None
         self.write_limits = WriteLimits(max_object_size, max_key_bytes, max_deltas, capacity)
         self.index = Index(eviction, persistent=root is not None)
-        self.capacity = Capacity(capacity, eviction.pin)
-        self.capacity.evict = self._evict
-        self.expiry = Expiry(expiry)
-        self.gone = GoneKeys()
+        self.lifecycle = Lifecycle(self.layout, capacity, eviction.pin, expiry)
+        self.lifecycle.capacity.evict = self._evict
         self.checksum_mismatches = 0  # objects set aside for one, since start-up
         if self.layout is not None:
             self._index_disk()
@@ -131,7 +130,7 @@ class Store:
 
     def _put(self, key: ObjectKey, body: Body, upload: Upload) -> ObjectInfo:
         """`put`, as `upload` asks."""
-        _check_ttl(upload.ttl)
+        check_ttl(upload.ttl)
         if isinstance(body, pa.Table) and upload.crc32c is not None:
             raise InvalidArgument(
                 f"a checksum applies to an object's bytes; {upload.target!r} would be a native Arrow table, "
@@ -158,12 +157,12 @@ class Store:
         every delta, so its bytes are collected first); given `crc32c`, only
         if the delta has that checksum."""
         key = _key(key)
-        _check_ttl(ttl)
+        check_ttl(ttl)
         if not isinstance(delta, pa.Buffer):
             delta = _join(self._counted(str(key), delta, " with this patch"))
         crc = checksum.of(delta)
         checksum.check_upload(str(key), crc32c, crc)
-        with self.capacity.reservation(str(key)) as room:
+        with self.lifecycle.capacity.reservation(str(key)) as room:
             room.grow(file_bytes(delta.size))  # before the key's lock: making room may evict
             with self.index.key_lock(key):
                 entry = self._require(key)
@@ -182,22 +181,22 @@ class Store:
                     if room.active:
                         room.settle(added=os.stat(pending.target).st_size)
                 self.index.install(entry, snapshot)
-                self._written(key, ttl)
+                self.lifecycle.written(key, ttl)
         return snapshot.info()
 
     def expire(self, key: KeyLike, ttl: float) -> float | None:
         """Give an existing object its own TTL, `ttl` seconds from now (0
         clears it: the rules of cache.expiry apply again); its deadline."""
         key = _key(key)
-        _check_ttl(ttl)
+        check_ttl(ttl)
         with self.index.key_lock(key):
             self._require(key)
-            self._set_ttl(key, ttl)
-        return self.expiry.deadline(str(key))
+            self.lifecycle.set_ttl(key, ttl)
+        return self.lifecycle.expiry.deadline(str(key))
 
     def expires(self, name: str) -> float | None:
         """When the object expires (seconds since the epoch), if it does."""
-        return self.expiry.deadline(name)
+        return self.lifecycle.expiry.deadline(name)
 
     def delete(self, selector: Selector | str) -> int:
         """Delete the object, namespace or `app/*` named, and all below it."""
@@ -219,7 +218,7 @@ class Store:
         crc = None if isinstance(data, pa.Table) else checksum.of(data)
         if crc is not None:
             checksum.check_upload(upload.target, upload.crc32c, crc)
-        with self.capacity.reservation(str(key)) as room:
+        with self.lifecycle.capacity.reservation(str(key)) as room:
             if room.active:  # refuse what would fail anyway before evicting for it
                 self.write_limits.check_size(str(key), size)
                 self._current_version(key, upload.condition)
@@ -247,7 +246,7 @@ class Store:
             base = data if isinstance(data, pa.Table) else BufferBlob(data, crc)
             snapshot = Snapshot(str(key), version, version, base)
             self.index.install(entry or Entry(key), snapshot)
-            self._written(key, upload.ttl)
+            self.lifecycle.written(key, upload.ttl)
         log.debug("wrote %s version %d (%d bytes)", key, version, size)
         return snapshot.info()
 
@@ -260,7 +259,7 @@ class Store:
         assert self.layout is not None
         condition = upload.condition
         self._current_version(key, condition)  # fail before the upload
-        with self.capacity.reservation(str(key)) as room, self.layout.pending_base(key) as pending:
+        with self.lifecycle.capacity.reservation(str(key)) as room, self.layout.pending_base(key) as pending:
             room.grow(file_bytes(0))
             for chunk in chunks:
                 room.grow(memoryview(chunk).nbytes)
@@ -279,7 +278,7 @@ class Store:
                     room.settle(size=self.layout.stored_bytes(key))
                 info = ObjectInfo(str(key), current + 1, 0, pending.size, Kind.OPAQUE, time.time())
                 self.index.install_info(entry or Entry(key), info)
-                self._written(key, upload.ttl)
+                self.lifecycle.written(key, upload.ttl)
         log.debug("wrote %s version %d (%d bytes, streamed)", key, info.version, info.size)
         return info
 
@@ -288,7 +287,7 @@ class Store:
         being created must also fit `max_key_bytes`."""
         with self.index.key_lock(key):
             entry = self._find(key)
-            if entry is not None and self.expiry.active and self.expiry.expired(entry.name, time.time()):
+            if entry is not None and self.lifecycle.is_expired(entry.name):
                 self._delete_one(key, why=EXPIRED)  # a write to an expired key starts a new object
                 entry = None
             try:
@@ -321,25 +320,12 @@ class Store:
             entry = self.index.get(name)
             if entry is None:
                 return False
-            if why == EXPIRED and not self.expiry.expired(name, time.time()):
+            if not self.lifecycle.may_delete(name, why):
                 return False  # written again, or its TTL changed, since it was found due
-            if why == EVICTED:  # logged first: a kill during the delete leaves no unexplained loss
-                size = self.capacity.size_of(name) or 0
-                log.info("evicting %s (%d bytes) to stay under cache.capacity (%s bytes)", name, size, self.capacity.limit)
             if self.layout is not None:
                 self.layout.delete(key)
-                expiries.remove_sidecar(self.layout.base_path(key), fsync=self.layout.folders.fsync)
             removed = self.index.remove(entry)
-            freed = self.capacity.forget(name)
-            deadline, what = self.expiry.deadline(name), self.expiry.why(name)
-            self.expiry.forget(name)
-            if why == EVICTED:
-                self.capacity.evicted(freed)
-            elif why == EXPIRED:
-                self.expiry.expirations += 1
-                log.info("expired %s (%s ran out at %s)", name, what, stamp(deadline or time.time()))
-            if why is not None:
-                self.gone.record(name, why, time.time())
+            self.lifecycle.deleted(key, why)
             return removed
         finally:
             lock.release()
@@ -352,7 +338,7 @@ class Store:
         except StorageError:
             return False
         if not done and self.index.get(name) is None:  # gone already
-            self.capacity.forget(name)
+            self.lifecycle.capacity.forget(name)
             return True
         return done
 
@@ -363,36 +349,6 @@ class Store:
         except StorageError as exc:
             log.error("could not delete expired object %s: %s", name, exc)
             return False
-
-    def remeasure(self, key: ObjectKey) -> None:
-        """Count the object's files again (the caller holds its key lock):
-        the storage check removed leftovers, or a write failed part way."""
-        if self.capacity.enabled and self.layout is not None and self.index.get(str(key)) is not None:
-            self.capacity.resize(str(key), self.layout.stored_bytes(key))
-
-    def _written(self, key: ObjectKey, ttl: float | None) -> None:
-        """After a write's file is in (under the key's lock): the key is no
-        longer gone, a rule's clock restarts, a TTL given with it is set."""
-        name = str(key)
-        self.gone.discard(name)
-        self.expiry.wrote(name, time.time())
-        if ttl is not None:
-            self._set_ttl(key, ttl)
-
-    def _set_ttl(self, key: ObjectKey, ttl: float) -> None:
-        """The object's own deadline, kept beside it (the caller holds its key lock)."""
-        deadline = time.time() + ttl if ttl > 0 else None
-        if self.layout is not None:
-            base = self.layout.base_path(key)
-            try:
-                if deadline is None:
-                    expiries.remove_sidecar(base, fsync=self.layout.folders.fsync)
-                else:
-                    expiries.write_sidecar(base, deadline, fsync=self.layout.folders.fsync)
-            except OSError as exc:
-                log.error("keeping the ttl of %s failed: %s", key, exc)
-                raise StorageError(f"could not keep the ttl of object {str(key)!r}: {exc.strerror or exc}") from None
-        self.expiry.set_deadline(str(key), deadline)
 
     @contextmanager
     def _on_storage_error(self, entry: Entry | None, key: ObjectKey | None = None) -> Iterator[None]:
@@ -405,7 +361,7 @@ class Store:
         except StorageError:
             if entry is not None:
                 self.index.drop_memory(entry)
-                self.remeasure(key or entry.key)
+                self.lifecycle.remeasure(key or entry.key)
             raise
 
     # -- reads -----------------------------------------------------------
@@ -416,12 +372,9 @@ class Store:
         entry = self.index.get(name)  # an indexed name is a valid key: no need to parse it
         if entry is None:
             entry = self._require(_key(key))
-        if self.expiry.active:
-            now = time.time()
-            if self.expiry.expired(name, now):
-                raise self._expired(name)
-            self.expiry.accessed(name, now)
-        self.capacity.touch(name)
+        expired = self.lifecycle.accessed(name)
+        if expired is not None:
+            raise expired
         snapshot = entry.snapshot
         if snapshot is not None:
             self.index.touch(name)
@@ -438,7 +391,7 @@ class Store:
 
     def exists(self, key: KeyLike) -> bool:
         key = _key(key)
-        return self._find(key) is not None and not self._is_expired(str(key))
+        return self._find(key) is not None and not self.lifecycle.is_expired(str(key))
 
     def list_page(
         self, selector_text: str = "", *, after: str | None = None, limit: int | None = 100
@@ -451,7 +404,7 @@ class Store:
             after_segments = ObjectKey.parse(after).segments if after else ()
         except InvalidArgument as exc:
             raise InvalidArgument(f"cursor {shorten(after)} is not a key (pass next_cursor as it came): {exc}") from None
-        keyed = [(entry.segments, entry) for entry in self._live()]  # each name split once
+        keyed = [(entry.segments, entry) for entry in self.lifecycle.live(self.index.all())]  # each name split once
         entries = sorted(
             ((segments, e) for segments, e in keyed if selector.covers(segments) and segments > after_segments),
             key=lambda pair: pair[0],
@@ -474,7 +427,7 @@ class Store:
     def namespaces(self, selector_text: str = "") -> list[tuple[str, int]]:
         """Namespaces (a key without its object id) and their object counts."""
         selector = Selector.parse(selector_text, allow_all=True)
-        counts = Counter(e.name.rpartition("/")[0] for e in self._live() if selector.covers(e.segments))
+        counts = Counter(e.name.rpartition("/")[0] for e in self.lifecycle.live(self.index.all()) if selector.covers(e.segments))
         return sorted(counts.items())
 
     def usage(self, *, stored: bool = True) -> dict[str, int]:
@@ -495,7 +448,7 @@ class Store:
                     total += self.layout.base_path(entry.key).stat().st_size
                 except OSError:
                     pass
-        return {**usage, "stored_bytes": total, **self.capacity.usage(), "expirations": self.expiry.expirations}
+        return {**usage, "stored_bytes": total, **self.lifecycle.usage()}
 
     def health(self) -> str | None:
         """None if the store can serve reads and writes, else why not (both
@@ -514,8 +467,8 @@ class Store:
         entry = self.index.get(str(key))
         if entry is None and self.layout is not None and self.layout.exists(key):
             entry = self.index.adopt(key)  # a file another process dropped in (flamepy local storage)
-            self.capacity.adopt(entry.name, self.layout.stored_bytes(key) if self.capacity.enabled else 0)
-            self.expiry.wrote(entry.name, time.time())
+            self.lifecycle.capacity.adopt(entry.name, self.layout.stored_bytes(key) if self.lifecycle.capacity.enabled else 0)
+            self.lifecycle.expiry.wrote(entry.name, time.time())
         return entry
 
     def _require(self, key: ObjectKey) -> Entry:
@@ -523,29 +476,10 @@ class Store:
         expired) if there is none or it has expired."""
         entry = self._find(key)
         if entry is None:
-            raise self._not_found(str(key))
-        if self._is_expired(entry.name):
-            raise self._expired(entry.name)
+            raise self.lifecycle.not_found(str(key))
+        if self.lifecycle.is_expired(entry.name):
+            raise self.lifecycle.expired_error(entry.name)
         return entry
-
-    def _not_found(self, name: str) -> ObjectNotFound:
-        why = self.gone.reason(name)
-        return ObjectNotFound(f"object {name!r} not found" + (f": {why}" if why else ""))
-
-    def _expired(self, name: str) -> ObjectNotFound:
-        deadline = self.expiry.deadline(name)
-        return ObjectNotFound(f"object {name!r} not found: it expired at {stamp(deadline or time.time())}")
-
-    def _is_expired(self, name: str) -> bool:
-        return self.expiry.active and self.expiry.expired(name, time.time())
-
-    def _live(self) -> list[Entry]:
-        """Every indexed entry but the expired ones (the sweep deletes those)."""
-        entries = self.index.all()
-        if not self.expiry.active:
-            return entries
-        now = time.time()
-        return [entry for entry in entries if not self.expiry.expired(entry.name, now)]
 
     def _info(self, entry: Entry) -> ObjectInfo:
         """The entry's info, read from disk (not kept) if not known yet; the
@@ -563,12 +497,12 @@ class Store:
         does not read a large base's data)."""
         key = entry.key
         if self.index.get(entry.name) is not entry or self.layout is None:
-            raise self._not_found(entry.name)  # deleted, evicted or expired since it was found
+            raise self.lifecycle.not_found(entry.name)  # deleted, evicted or expired since it was found
         try:
             stored = self.layout.read(key, verify=keep)
         except FileNotFoundError:
             self.index.remove(entry)
-            self.capacity.forget(entry.name)
+            self.lifecycle.capacity.forget(entry.name)
             raise ObjectNotFound(f"object {str(key)!r} not found") from None
         except OSError as exc:
             if exc.errno is not None:  # the disk, not the file: maybe passing, so nothing is moved
@@ -588,23 +522,23 @@ class Store:
         assert self.layout is not None
         started = time.monotonic()
         entries = self.index.entries
-        facts = ScanFacts(measure=self.capacity.enabled or bool(self.expiry.rules))
+        facts = ScanFacts(measure=self.lifecycle.capacity.enabled or bool(self.lifecycle.expiry.rules))
         for key in self.layout.scan(tidy=True, facts=facts):
             name = str(key)
             entries[name] = Entry(name)
         if facts.measure:
             found = {name: (int(size), written) for name, (size, written) in facts.objects.items() if name in entries}
-            self.capacity.load(found)
+            self.lifecycle.capacity.load(found)
             for name, (_, written) in found.items():
-                self.expiry.wrote(name, written)
+                self.lifecycle.expiry.wrote(name, written)
         for name, path in facts.sidecars.items():
             deadline = expiries.read_sidecar(path)
             if deadline is not None and name in entries:
-                self.expiry.set_deadline(name, deadline)
+                self.lifecycle.expiry.set_deadline(name, deadline)
         log.info("indexed %d object(s) in %s in %.2fs", len(entries), self.layout.root, time.monotonic() - started)
-        if self.capacity.enabled:
+        if self.lifecycle.capacity.enabled:
             log.info(
-                "capacity: %d of %d bytes used by object files (cache.capacity)", self.capacity.used, self.capacity.limit
+                "capacity: %d of %d bytes used by object files (cache.capacity)", self.lifecycle.capacity.used, self.lifecycle.capacity.limit
             )
 
     # -- damage ----------------------------------------------------------
@@ -612,31 +546,21 @@ class Store:
     def set_aside(self, entry: Entry, problem: str, reason: str | None = None) -> ObjectNotFound:
         """Quarantine a damaged object and stop serving it (the caller holds
         its key lock); the error that its reader gets. `problem` is logged
-        (it may name paths); `reason`, if given, is told to clients, now and
-        on later reads until the key is written again (`gone`)."""
+        (it may name paths); `reason`, if given, is told to clients, and later
+        reads are told it was set aside until the key is written again (`gone`)."""
         assert self.layout is not None
         moved = self.layout.quarantine(entry.key)
         self.index.remove(entry)
-        if moved is not None:
-            self.capacity.forget(entry.name)
-            self.expiry.forget(entry.name)
-            expiries.remove_sidecar(self.layout.base_path(entry.key))
         log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
-        why = f"it was damaged on disk ({reason}) and has been set aside" if reason else None
-        if why is not None:
-            self.checksum_mismatches += reason == checksum.MISMATCH
-            self.gone.record(entry.name, why, time.time())
-        return ObjectNotFound(f"object {entry.name!r} was damaged on disk{f' ({reason})' if reason else ''} and has been set aside")
+        why = f"it was damaged on disk{f' ({reason})' if reason else ''} and has been set aside"
+        self.checksum_mismatches += reason == checksum.MISMATCH
+        if moved is not None:
+            self.lifecycle.set_aside(entry.key, why)
+        return ObjectNotFound(f"object {entry.name!r} {why.removeprefix('it ')}")
 
 
 def _key(key: KeyLike) -> ObjectKey:
     return key if isinstance(key, ObjectKey) else ObjectKey.parse(key)
-
-
-def _check_ttl(ttl: float | None) -> None:
-    """A TTL is 0 (clear) or a number of seconds up to a century."""
-    if ttl is not None and not (isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 <= ttl <= MAX_TTL):
-        raise InvalidArgument(f"ttl {ttl!r} must be a number of seconds from 0 (clear it) to {MAX_TTL:.0f}")
 
 
 def _snapshot(name: str, stored) -> Snapshot:  # noqa: ANN001 (layout.StoredObject)
