@@ -188,10 +188,9 @@ class Store:
         """Give an existing object its own TTL, `ttl` seconds from now (0
         clears it: the rules of cache.expiry apply again); its deadline."""
         key = _key(key)
-        check_ttl(ttl)
         with self.index.key_lock(key):
             self._require(key)
-            self.lifecycle.set_ttl(key, ttl)
+            self.lifecycle.set_ttl(key, ttl)  # refuses a bad ttl before anything changes
         return self.lifecycle.expiry.deadline(str(key))
 
     def expires(self, name: str) -> float | None:
@@ -223,12 +222,11 @@ class Store:
                 self.write_limits.check_size(str(key), size)
                 self._current_version(key, upload.condition)
             room.grow(file_bytes(size, table=isinstance(data, pa.Table)))
-            return self._write_whole_in(key, data, crc, upload, room)
+            return self._write_whole_in(key, data, size, crc, upload, room)
 
     def _write_whole_in(
-        self, key: ObjectKey, data: pa.Buffer | pa.Table, crc: int | None, upload: Upload, room: Reservation
+        self, key: ObjectKey, data: pa.Buffer | pa.Table, size: int, crc: int | None, upload: Upload, room: Reservation
     ) -> ObjectInfo:
-        size = data.nbytes if isinstance(data, pa.Table) else data.size
         with self.index.key_lock(key):
             current = self._current_version(key, upload.condition)
             self.write_limits.check_size(str(key), size)
