@@ -20,25 +20,39 @@ An upload of several rows (flamepy's upload_object sends 1 MiB rows) is
 joined into one row on its first read, once, and kept so: one big message is
 what flame-cache sends, and the faster way for gRPC to move the same bytes,
 so the figure stays a limit. `--as-uploaded` streams the rows as received.
+
+`--disk DIR` makes it the disk-writing bare server: each upload (a put or a
+patch) is also written crash-safely before it is answered, the way the
+least a disk-backed server can do it: pyarrow's IPC file writer into a new
+temporary file, then a rename over the key's file
+(`flame_cache.store.rename.replace_file`, as bench/diskfloor.py does; patches
+to a file of their own). Reads still come from memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_cache.store.rename import replace_file
+
 
 class BareFlightServer(flight.FlightServerBase):
-    def __init__(self, location: str, as_uploaded: bool = False) -> None:
+    def __init__(self, location: str, as_uploaded: bool = False, disk: Path | None = None) -> None:
         super().__init__(location)
         self.location = location
         self.as_uploaded = as_uploaded
+        self.disk = disk
+        self.temp_names = itertools.count()
         self.tables: dict[str, pa.Table] = {}
         self.deltas: dict[str, list[pa.Table]] = {}
         self.lock = threading.Lock()
@@ -58,8 +72,18 @@ class BareFlightServer(flight.FlightServerBase):
                 self.tables[key] = table
                 self.deltas.pop(key, None)
                 version = 1
+        if self.disk is not None:
+            self._write_file(f"{key}.{version}" if version > 1 else key, table)
         ref = bson.encode({"endpoint": self.location, "key": key, "version": bson.Int64(version)})
         writer.write(pa.py_buffer(ref))
+
+    def _write_file(self, name: str, table: pa.Table) -> None:
+        """`table` as an Arrow IPC file, in a new file renamed over `name`'s."""
+        target = self.disk / (hashlib.sha256(name.encode()).hexdigest() + ".arrow")
+        temp = self.disk / f".tmp-{next(self.temp_names)}"
+        with pa.OSFile(str(temp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+            out.write_table(table)
+        replace_file(temp, target)
 
     def list_actions(self, context):
         return []
@@ -108,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--as-uploaded", action="store_true", help="stream uploads back in the rows they came in")
+    parser.add_argument("--disk", type=Path, help="also write each upload crash-safely into this folder")
     args = parser.parse_args(argv)
-    server = BareFlightServer(f"grpc://{args.host}:{args.port}", as_uploaded=args.as_uploaded)
+    if args.disk is not None:
+        args.disk.mkdir(parents=True, exist_ok=True)
+    server = BareFlightServer(f"grpc://{args.host}:{args.port}", as_uploaded=args.as_uploaded, disk=args.disk)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -141,8 +141,9 @@ def lines(rows: list[dict]) -> str:
     out = []
     for r in rows:
         on, off, size = r["with_s"], r["without_s"], r["size"]
+        clients = f" x{r['clients']}" if "clients" in r else ""
         out.append(
-            f"{r['row']:<9} {size >> 20:>5} MiB   with {on * 1e3:8.1f} ms ({size / on / 1e9:5.2f} GB/s)   "
+            f"{r['row'] + clients:<13} {size >> 20:>5} MiB   with {on * 1e3:8.1f} ms ({size / on / 1e9:5.2f} GB/s)   "
             f"without {off * 1e3:8.1f} ms   +{(on - off) * 1e3:.1f} ms ({on / off - 1:+.1%})"
         )
     return "\n".join(out)

@@ -13,6 +13,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from bench.report import parse_size, size_label
 from bench.servers import (
     REDIS_HINT,
     REPO,
+    BareAsgi,
     BareFlight,
     FlameCache,
     Redis,
@@ -78,7 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="repeats per row (default 5, 3 for 1 GiB; quick: 3)")
     p.add_argument("--min-time", type=float, help="seconds per repeat for small objects (default 1.0; quick 0.2)")
     p.add_argument("--concurrent-max-size", help="largest size with a concurrent row (default 64M; quick 1M)")
-    p.add_argument("--servers", default="flight,http,bare,redis", help="comma list of flight,http,bare,redis")
+    p.add_argument(
+        "--servers", default=",".join(report.SERVERS), help=f"comma list of {','.join(report.SERVERS)} (default: all)"
+    )
     p.add_argument(
         "--upload-rows", default="1M", help="flamepy upload rows: '1M' like upload_object, 'whole' like put_object"
     )
@@ -91,6 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-startup", action="store_true")
     p.add_argument("--skip-checksums", action="store_true", help="skip the checksums' cost (put with and without, first get)")
+    p.add_argument("--checksum-rounds", type=int, default=4, help="rounds of the servers with and without checksums (default 4)")
+    p.add_argument("--checksums-only", action="store_true", help="only the checksums' cost (no other rows)")
     p.add_argument("--redis-server", default="redis-server", help="redis-server binary (default: from PATH)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where results are written")
     p.add_argument("--workdir", type=Path, help="scratch directory (default: a new one in the temp dir, removed after)")
@@ -350,6 +356,37 @@ def measure_disk_floor(bench: Bench, workdir: Path, progress: Progress) -> list[
     return floors
 
 
+def measure_checksum_servers(bench: Bench, sizes: list[int], rounds: int) -> list[dict]:
+    """Flight puts through two flame-cache servers of this checkout, one with
+    its crc32c summing nothing (bench/nochecksum.py), alternated for `rounds`
+    rounds (every other round in reverse order) on fresh storage: the
+    checksums' cost as a client sees it. Rows: each size with 1 client, and the
+    smallest with `--clients` clients. `with_s`/`without_s`: seconds per put
+    (the inverse of the median ops/s over the rounds)."""
+    specs = [RowSpec("put", s, 1, repeats=3, min_time=0.0, warmup=s < 256 * MiB) for s in sizes]
+    if bench.args.clients > 1:
+        specs.append(RowSpec("put", sizes[0], bench.args.clients, repeats=3, min_time=0.0))
+    ops: dict[tuple[str, bool], list[float]] = {}
+    for r in range(rounds):
+        for checksums in (True, False) if r % 2 == 0 else (False, True):
+            label = "crc" if checksums else "no-crc"
+            cache = FlameCache(bench.workdir, checksums=checksums)
+            cache.start()
+            try:
+                for spec in specs:
+                    result = bench.run_row(f"{label} {r + 1}/{rounds}", cache, cache.address(), spec)
+                    ops.setdefault((spec.id, checksums), []).append(result["ops_s"])
+            finally:
+                cache.stop()
+                cache.wipe()
+    rows = []
+    for spec in specs:
+        on, off = (statistics.median(ops[(spec.id, c)]) for c in (True, False))
+        rows.append({"row": "server put", "size": spec.size, "clients": spec.clients, "with_s": 1 / on, "without_s": 1 / off,
+                     "rounds": {"with": ops[(spec.id, True)], "without": ops[(spec.id, False)]}})  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     progress = Progress()
@@ -390,36 +427,49 @@ def main(argv: list[str] | None = None) -> int:
     disk_floor: list[dict] = []
     checksums: list[dict] = []
     try:
-        if "bare" in wanted:
-            bench.section("bare", BareFlight(workdir, args.bare_as_uploaded), memory=not args.skip_memory)
+        if args.checksums_only:
+            for label in report.SERVERS:
+                bench.mark(label, "not run (--checksums-only)")
         else:
-            bench.mark("bare", "not selected (--servers)")
-        if wanted & {"flight", "http"}:
-            bench.flame_cache_section(wanted)
-        else:
-            for label in ("flight", "http"):
-                bench.mark(label, "not selected (--servers)")
-        if "redis" in wanted and redis_bin:
-            bench.section("redis", Redis(workdir, redis_bin), memory=not args.skip_memory)
-        elif "redis" in wanted:
-            bench.mark(
-                "redis",
-                "n/a: " + ("redis-server not found" if not Redis.find(args.redis_server) else "redis-py not installed"),
-            )
-        else:
-            bench.mark("redis", "not selected (--servers)")
-        if "bare" in wanted and "flight" in wanted:
-            disk_floor = measure_disk_floor(bench, workdir, progress)
-        if not args.skip_startup and "flight" in wanted:
-            try:
-                startup_result = startup.measure(workdir, startup_objects, 2 if args.quick else 3, progress)
-            except Exception as exc:  # report it and keep the rest
-                startup_result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-                progress(f"start-up: ERROR {exc}")
+            if "bare" in wanted:
+                bench.section("bare", BareFlight(workdir, args.bare_as_uploaded), memory=not args.skip_memory)
+            else:
+                bench.mark("bare", "not selected (--servers)")
+            if "bare-disk" in wanted:
+                bench.section("bare-disk", BareFlight(workdir, args.bare_as_uploaded, disk=True), memory=False)
+            else:
+                bench.mark("bare-disk", "not selected (--servers)")
+            if "asgi" in wanted:
+                bench.section("asgi", BareAsgi(workdir), memory=False)
+            else:
+                bench.mark("asgi", "not selected (--servers)")
+            if wanted & {"flight", "http"}:
+                bench.flame_cache_section(wanted)
+            else:
+                for label in ("flight", "http"):
+                    bench.mark(label, "not selected (--servers)")
+            if "redis" in wanted and redis_bin:
+                bench.section("redis", Redis(workdir, redis_bin), memory=not args.skip_memory)
+            elif "redis" in wanted:
+                bench.mark(
+                    "redis",
+                    "n/a: " + ("redis-server not found" if not Redis.find(args.redis_server) else "redis-py not installed"),
+                )
+            else:
+                bench.mark("redis", "not selected (--servers)")
+            if "bare" in wanted and "flight" in wanted:
+                disk_floor = measure_disk_floor(bench, workdir, progress)
+            if not args.skip_startup and "flight" in wanted and not args.checksums_only:
+                try:
+                    startup_result = startup.measure(workdir, startup_objects, 2 if args.quick else 3, progress)
+                except Exception as exc:  # report it and keep the rest
+                    startup_result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                    progress(f"start-up: ERROR {exc}")
         if not args.skip_checksums and "flight" in wanted:
             progress("checksums: puts with and without, and the first get (the load check)")
             big = [s for s in (64 << 20, 1 << 30) if s <= max(spec.size for spec in bench.rows)] or [1 << 20]
-            checksums = checksum_cost.measure(workdir, big, big[-1:], 2 if args.quick else 3)
+            checksums = measure_checksum_servers(bench, big, 2 if args.quick else args.checksum_rounds)
+            checksums += checksum_cost.measure(workdir, big, big[-1:], 2 if args.quick else 3)
     finally:
         pool.close()
         if not args.keep and args.workdir is None:
@@ -447,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "disk_floor": disk_floor,
         "checksums": checksums,
     }
-    result["targets"] = report.evaluate_targets(rows, bench.memory, startup_result, checksums)
+    result["targets"] = report.evaluate_targets(rows, bench.memory, startup_result, checksums, disk_floor)
 
     text = report.text_report(result)
     print(text)

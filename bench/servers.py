@@ -44,6 +44,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def repo_env() -> dict[str, str]:
+    """clean_env, running the flame-cache (and bench) of this checkout even where it is not installed."""
+    path = os.environ.get("PYTHONPATH", "")
+    return clean_env(PYTHONPATH=f"{REPO}{os.pathsep}{path}" if path else str(REPO))
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -141,8 +147,9 @@ def flight_ready(endpoint: str) -> bool:
 class FlameCache(Server):
     name = "flame-cache"
 
-    def __init__(self, workdir: Path, storage: Path | None = None, **cache: Any) -> None:
+    def __init__(self, workdir: Path, storage: Path | None = None, checksums: bool = True, **cache: Any) -> None:
         super().__init__(workdir)
+        self.checksums = checksums  # False: bench/nochecksum.py, the same server summing nothing
         self.storage = storage or workdir / f"store-{self.port}"
         self.http_port = free_port()
         self.endpoint = f"grpc://127.0.0.1:{self.port}"
@@ -157,12 +164,11 @@ class FlameCache(Server):
 
     def _command(self) -> list[str]:
         self.config_path.write_text(yaml.safe_dump({"cluster": {"name": "bench"}, "cache": self.cache}))
-        return [sys.executable, "-m", "flame_cache", "--config", str(self.config_path)]
+        module = "flame_cache" if self.checksums else "bench.nochecksum"
+        return [sys.executable, "-m", module, "--config", str(self.config_path)]
 
     def _env(self) -> dict[str, str]:
-        # run the flame-cache of this checkout even where it is not installed
-        path = os.environ.get("PYTHONPATH", "")
-        return clean_env(PYTHONPATH=f"{REPO}{os.pathsep}{path}" if path else str(REPO))
+        return repo_env()
 
     def ready(self) -> bool:
         return flight_ready(self.endpoint)
@@ -176,19 +182,53 @@ class FlameCache(Server):
 
 
 class BareFlight(Server):
+    """bench/bare_flight.py; with `disk`, the disk-writing bare server."""
+
     name = "bare-flight"
 
-    def __init__(self, workdir: Path, as_uploaded: bool = False) -> None:
+    def __init__(self, workdir: Path, as_uploaded: bool = False, disk: bool = False) -> None:
         super().__init__(workdir)
         self.endpoint = f"grpc://127.0.0.1:{self.port}"
         self.as_uploaded = as_uploaded
+        self.disk = workdir / f"bare-disk-{self.port}" if disk else None
 
     def _command(self) -> list[str]:
         extra = ["--as-uploaded"] if self.as_uploaded else []
-        return [sys.executable, str(REPO / "bench" / "bare_flight.py"), "--port", str(self.port), *extra]
+        if self.disk is not None:
+            extra += ["--disk", str(self.disk)]
+        return [sys.executable, "-m", "bench.bare_flight", "--port", str(self.port), *extra]
+
+    def _env(self) -> dict[str, str]:
+        return repo_env()
 
     def ready(self) -> bool:
         return flight_ready(self.endpoint)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        if self.disk is not None:
+            shutil.rmtree(self.disk, ignore_errors=True)
+
+
+class BareAsgi(Server):
+    """bench/bare_asgi.py: the HTTP transport limit, on uvicorn's `http` parser and `loop`."""
+
+    name = "bare-asgi"
+    kind = "http"
+
+    def __init__(self, workdir: Path, http: str = "h11", loop: str = "asyncio") -> None:
+        super().__init__(workdir)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.http, self.loop = http, loop
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.bare_asgi", "--port", str(self.port), "--http", self.http, "--loop", self.loop]
+
+    def _env(self) -> dict[str, str]:
+        return repo_env()
+
+    def ready(self) -> bool:
+        return http_adapter.healthy(self.endpoint, timeout=1.0)[0]
 
 
 REDIS_HINT = (
