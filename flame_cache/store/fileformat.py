@@ -31,10 +31,9 @@ import pyarrow as pa
 from flame_cache.store import checksum
 from flame_cache.store.blobs import IN_MEMORY_BYTES, Blob, BufferBlob, Cell, FileBlob, Pace, join_buffers
 from flame_cache.store.objects import VERSION_KEY, binary_cell, cells_as_buffers, is_opaque_schema
-from flame_cache.store.splice import FramingFile, Splice
+from flame_cache.store.splice import FramingFile
 
 ARROW_MAGIC = b"ARROW1"
-SMALL_FILE_BYTES = 256 * 1024  # a file up to about this size is framed in memory and written in one piece
 _VERSION_CELL_BYTES = 8  # uint64
 
 
@@ -57,31 +56,6 @@ def write_opaque(sink: pa.NativeFile | FramingFile, version: int, data: pa.Buffe
     batch = pa.record_batch([pa.array([version], pa.uint64()), cell], schema=schema)
     with pa.ipc.new_file(sink, schema) as writer:
         writer.write_batch(batch)
-
-
-def small_file(version: int, data: pa.Buffer, crc: int) -> pa.Buffer:
-    """The whole one-row file of a small `data`, framed in memory."""
-    sink = pa.BufferOutputStream()
-    write_opaque(sink, version, data, crc)
-    return sink.getvalue()
-
-
-def opaque_frame(version: int, size: int, crc: int) -> tuple[bytes, bytes]:
-    """What a one-row opaque file holds before and after its `size`-byte data
-    cell (size > 0, crc32c `crc`): so a cell written first can be framed once
-    complete."""
-    splice = Splice(size)
-    sink = FramingFile(splice)
-    write_opaque(sink, version, splice.buffer, crc)
-    splice.check_used()
-    return sink.head, sink.tail
-
-
-@functools.cache
-def data_offset() -> int:
-    """Where the data cell of a one-row opaque file under 2 GiB begins (the
-    same for every version and checksum: both have a fixed width)."""
-    return len(opaque_frame(1, 1, 0)[0])
 
 
 @functools.cache

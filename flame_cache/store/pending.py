@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from flame_cache.store import checksum
 from flame_cache.store.errors import InvalidArgument, StorageError
-from flame_cache.store.fileformat import SMALL_FILE_BYTES, data_offset, opaque_frame, small_file
+from flame_cache.store.frames import data_offset, file_pieces, opaque_frame
 from flame_cache.store.folders import Folders
 from flame_cache.store.keys import MAX_SEGMENT_BYTES, ObjectKey
 from flame_cache.store.rename import replace_file
@@ -82,11 +82,7 @@ class PendingFile:
                     writer.write_table(data)
             else:
                 self.crc32c = checksum.of(data) if crc is None else crc
-                if data.size <= SMALL_FILE_BYTES:
-                    write_all(fd, [small_file(version, data, self.crc32c)])
-                else:
-                    head, tail = opaque_frame(version, data.size, self.crc32c)
-                    write_all(fd, [head, data, tail])
+                write_all(fd, file_pieces(version, data, self.crc32c))
             self._close()
 
     def append(self, chunk: Chunk) -> None:
