@@ -35,17 +35,24 @@ def run_flamepy(
 ) -> Any:
     """`script(*args)` in a new process whose flamepy is configured only by
     FLAME_CACHE_ENDPOINT (and FLAME_CACHE_STORAGE when `storage` is given)."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = clean_env(FLAME_CACHE_ENDPOINT=endpoint, HOME=str(home))
+    env = {"FLAME_CACHE_ENDPOINT": endpoint}
     if storage is not None:
         env["FLAME_CACHE_STORAGE"] = str(storage)
+    return run_flamepy_with(env, home, script, *args, timeout=timeout)
+
+
+def run_flamepy_with(env: dict[str, str], home: Path, script: str, *args: Any, timeout: float = 60.0) -> Any:
+    """`script(*args)` in a new process with HOME=`home` (whose
+    ~/.flame/flame.yaml, if any, flamepy reads) and only the FLAME_* variables
+    in `env`."""
+    home.mkdir(parents=True, exist_ok=True)
     request, result = home / f"{script}.in.pkl", home / f"{script}.out.pkl"
     request.write_bytes(cloudpickle.dumps(args))
     result.unlink(missing_ok=True)
     proc = subprocess.run(
         [sys.executable, "-m", "tests.flamepy_scripts", script, str(request), str(result)],
         cwd=REPO,
-        env=env,
+        env=clean_env(HOME=str(home), **env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -144,6 +151,36 @@ def get_error(ref: Any) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - the error is the answer
         return {"type": type(exc).__name__, "key_error": isinstance(exc, KeyError), "message": str(exc)}
     return {"type": None, "key_error": False, "message": ""}
+
+
+def every_flow(namespace: str, upload: str) -> dict[str, Any]:
+    """put, get, update, patch, upload, delete: what each answered (flamepy
+    0.6.0's download_object fails on any server: it reads a FlightStreamChunk
+    as a batch, so the caller reads the upload back itself)."""
+    from flamepy.core import cache
+
+    ref = cache.put_object(namespace, {"step": 0})
+    seen = {"put": ref, "get": cache.get_object(ref)}
+    ref = cache.update_object(ref, {"step": 1})
+    ref = cache.patch_object(ref, {"step": 2})
+    seen["update_patch"] = (ref, cache.get_object(ref, base_and_deltas))
+    seen["upload"] = cache.upload_object(f"{namespace}/blob.bin", upload)
+    cache.delete_objects(ref.key)
+    try:
+        cache.get_object(cache.ObjectRef(ref.endpoint, ref.key, 0))
+        seen["deleted"] = False
+    except KeyError:
+        seen["deleted"] = True
+    return seen
+
+
+def error_of(script: str, *args: Any) -> dict[str, Any]:
+    """What another script raised: its type and message (None if it returned)."""
+    try:
+        globals()[script](*args)
+    except Exception as exc:  # noqa: BLE001 - the error is the answer
+        return {"type": type(exc).__name__, "message": str(exc)}
+    return {"type": None, "message": ""}
 
 
 def _main() -> None:

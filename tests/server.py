@@ -40,7 +40,8 @@ class CacheServer:
 
     `with_http=True` also serves the HTTP mirror on a free port, at `http_url`;
     `http` (a mapping) adds keys of `cache.http` beside its endpoint.
-    `open_files=(soft, hard)` starts the process with that RLIMIT_NOFILE.
+    `open_files=(soft, hard)` starts the process with that RLIMIT_NOFILE;
+    `args` are more command-line options (e.g. `["--log-level", "DEBUG"]`).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class CacheServer:
             **cache,
         }
         self.open_files = open_files
+        self.args: list[str] = []
         self.config_path = workdir / f"flame-cluster-{self.port}.yaml"
         self.log_path = workdir / f"server-{self.port}.log"
         self.process: subprocess.Popen | None = None
@@ -74,7 +76,7 @@ class CacheServer:
         self.config_path.write_text(yaml.safe_dump({"cluster": {"name": "test"}, "cache": self.cache}))
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flame_cache", "--config", str(self.config_path)],
+            [sys.executable, "-m", "flame_cache", "--config", str(self.config_path), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=clean_env(),
@@ -95,14 +97,16 @@ class CacheServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"flame-cache exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with flight.FlightClient(self.endpoint) as client:
+                with self.client() as client:
                     list(client.list_actions(options=flight.FlightCallOptions(timeout=1)))
                 if self.http_url is not None:
                     self._http_ready()
                 return
-            except (flight.FlightError, OSError):  # OSError: HTTP not up yet
+            except self.not_ready:
                 time.sleep(0.1)
         raise RuntimeError(f"flame-cache did not answer on {self.endpoint} within {timeout}s:\n{self.log()}")
+
+    not_ready: tuple[type[Exception], ...] = (flight.FlightError, OSError)  # OSError: HTTP not up yet
 
     def _http_ready(self) -> None:
         """Flight may answer a moment before the HTTP mirror is up."""

@@ -20,8 +20,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from flame_cache.app.authconfig import AuthConfig, parse_auth
+from flame_cache.app.configerror import ConfigError
 from flame_cache.app.durations import parse_duration
 from flame_cache.app.sizes import parse_size
+from flame_cache.app.tlsconfig import TlsConfig, listener_tls
 from flame_cache.store.errors import InvalidArgument
 from flame_cache.store.eviction import DEFAULT_PIN, POLICIES, Eviction
 from flame_cache.store.expiry import AFTER, DEFAULT_SWEEP, MAX_TTL, ExpiryRule
@@ -39,6 +42,7 @@ DEFAULT_HTTP_HEADER_TIMEOUT = 10.0  # seconds for a connection to send its reque
 DEFAULT_HTTP_MAX_CONNECTIONS = 1024
 MIN_KEY_BYTES = 3  # 's/o'
 FLIGHT_SCHEMES = {"grpc": "grpc", "grpc+tcp": "grpc", "grpc+tls": "grpc+tls", "grpcs": "grpc+tls"}
+HTTP_SCHEMES = {"http": "http", "https": "https"}
 
 ENV_KEYS = {
     "FLAME_CACHE_ENDPOINT": "endpoint",
@@ -63,6 +67,9 @@ ENV_KEYS = {
     "FLAME_CACHE_EVICTION_PIN": "eviction.pin",
     "FLAME_CACHE_EXPIRY": "expiry",
     "FLAME_CACHE_EXPIRY_SWEEP": "expiry_sweep",
+    "FLAME_CACHE_TLS_CERT_FILE": "tls.cert_file",
+    "FLAME_CACHE_TLS_KEY_FILE": "tls.key_file",
+    "FLAME_CACHE_TLS_CA_FILE": "tls.ca_file",
 }
 
 
@@ -70,13 +77,9 @@ ENV_KEYS = {
 EMPTY_MEANS_OFF = {"http.endpoint"}
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names it."""
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    scheme: str  # normalised: grpc, grpc+tls or http
+    scheme: str  # normalised: grpc, grpc+tls, http or https
     host: str
     port: int
 
@@ -87,13 +90,6 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class TlsConfig:
-    cert_file: Path
-    key_file: Path
-    ca_file: Path | None  # set: clients must present a certificate it signed
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     endpoint: Endpoint
     http_endpoint: Endpoint | None
@@ -101,7 +97,7 @@ class Config:
     network_interface: str | None
     storage: Path | None  # None: memory only
     eviction: Eviction  # cache.eviction
-    tls: TlsConfig | None
+    tls: TlsConfig | None  # Flight's (cache.tls), with a TLS endpoint
     max_deltas: int
     fsync: bool
     source: str  # the file read, or "built-in defaults"
@@ -115,6 +111,8 @@ class Config:
     capacity: int | None = None  # cache.capacity: bytes of object files; None: unbounded
     expiry: tuple[ExpiryRule, ...] = ()  # cache.expiry
     expiry_sweep: float = DEFAULT_SWEEP  # cache.expiry_sweep: seconds between sweeps
+    http_tls: TlsConfig | None = None  # HTTP's, with an https:// endpoint: cache.http.tls, else cache.tls
+    auth: AuthConfig | None = None  # cache.auth; None: anyone may do anything
     warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
@@ -128,7 +126,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -
     read = _Read(section, "cache.", set())
     config = _build(read, source, env.get("FLAME_HOME") or None)
     unknown = [_unknown_key(dotted, read.asked, source) for dotted in _dotted_keys(section, "cache.")]
-    return replace(config, warnings=tuple(w for w in unknown if w))
+    return replace(config, warnings=config.warnings + tuple(w for w in unknown if w))
 
 
 class _Read(dict):
@@ -204,14 +202,22 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
     storage = _storage(section.get("storage", None), flame_home)
     endpoint = _endpoint("cache.endpoint", section.get("endpoint") or DEFAULT_ENDPOINT, FLIGHT_SCHEMES)
     http_raw = http.get("endpoint", DEFAULT_HTTP_ENDPOINT)
+    http_endpoint = _endpoint("cache.http.endpoint", http_raw, HTTP_SCHEMES) if http_raw else None
+    tls, http_tls, tls_warnings = listener_tls(
+        _mapping(section, "tls"),
+        _mapping(http, "tls", "cache.http.tls"),
+        endpoint.uri,
+        endpoint.scheme == "grpc+tls",
+        http_endpoint.uri if http_endpoint else None,
+    )
     return Config(
         endpoint=endpoint,
-        http_endpoint=_endpoint("cache.http.endpoint", http_raw, {"http": "http"}) if http_raw else None,
+        http_endpoint=http_endpoint,
         advertise=_advertise(section.get("advertise")),
         network_interface=_optional_text(section.get("network_interface")),
         storage=storage,
         eviction=_eviction(eviction, persistent=storage is not None),
-        tls=_tls(_mapping(section, "tls"), endpoint),
+        tls=tls,
         max_deltas=_positive_int("cache.limits.max_deltas", limits_section.get("max_deltas", DEFAULT_MAX_DELTAS)),
         fsync=_boolean("cache.fsync", section.get("fsync", False)),
         source=source,
@@ -227,6 +233,9 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         capacity=_optional_size("cache.capacity", section.get("capacity")),
         expiry=_expiry_rules(section.get("expiry")),
         expiry_sweep=_duration("cache.expiry_sweep", section.get("expiry_sweep", DEFAULT_SWEEP), positive=True),
+        http_tls=http_tls,
+        auth=parse_auth(section.get("auth")),
+        warnings=tls_warnings,
     )
 
 
@@ -273,10 +282,10 @@ def _allowed_hosts(value: object) -> tuple[str, ...] | None:
     return tuple(hosts)
 
 
-def _mapping(section: dict[str, Any], key: str) -> dict[str, Any]:
+def _mapping(section: dict[str, Any], key: str, dotted: str | None = None) -> dict[str, Any]:
     value = section.get(key) or {}
     if not isinstance(value, dict):
-        raise ConfigError(f"cache.{key} must be a mapping, got {value!r}")
+        raise ConfigError(f"{dotted or 'cache.' + key} must be a mapping, got {value!r}")
     return value
 
 
@@ -291,7 +300,7 @@ def _endpoint(key: str, value: object, schemes: Mapping[str, str]) -> Endpoint:
     if scheme is None or not parts.hostname or port == -1 or parts.path not in ("", "/"):
         allowed = ", ".join(f"{s}://host:port" for s in schemes)
         raise ConfigError(f"{key} = {text!r} is not an endpoint like {allowed}")
-    default_port = 9091 if scheme == "http" else 9090
+    default_port = 9091 if scheme in HTTP_SCHEMES else 9090
     return Endpoint(scheme, parts.hostname, port if port is not None else default_port)
 
 
@@ -414,18 +423,6 @@ def _optional_size(key: str, value: object) -> int | None:
         return parse_size(value)
     except ValueError as exc:
         raise ConfigError(f"{key}: {exc}") from None
-
-
-def _tls(section: dict[str, Any], endpoint: Endpoint) -> TlsConfig | None:
-    cert, key, ca = (_optional_text(section.get(k)) for k in ("cert_file", "key_file", "ca_file"))
-    if endpoint.scheme != "grpc+tls":
-        return None
-    if not cert or not key:
-        raise ConfigError(f"cache.endpoint {endpoint.uri} uses TLS: set cache.tls.cert_file and cache.tls.key_file")
-    for name, file in (("cert_file", cert), ("key_file", key), ("ca_file", ca)):
-        if file and not Path(file).is_file():
-            raise ConfigError(f"cache.tls.{name} = {file!r} is not a readable file")
-    return TlsConfig(Path(cert), Path(key), Path(ca) if ca else None)
 
 
 def _positive_int(key: str, value: object) -> int:

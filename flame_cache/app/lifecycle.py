@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
+from flame_cache.app import tls
+from flame_cache.app.authconfig import build_policy
 from flame_cache.app.config import Config
+from flame_cache.app.exposure import exposure_warnings
 from flame_cache.app.fdlimit import raise_open_file_limit
 from flame_cache.app.network import advertised_endpoint, http_allowed_hosts
 from flame_cache.app.shutdown import EXIT_FORCED, StopSignals, exit_now, stop_within
@@ -13,6 +17,7 @@ from flame_cache.http import HttpServer, create_app
 from flame_cache.http.protocol import ConnectionLimits
 from flame_cache.http.server import BACKLOG as HTTP_BACKLOG
 from flame_cache.store import Store, repair
+from flame_cache.store.access import Policy
 
 log = logging.getLogger("flame_cache")
 
@@ -38,26 +43,37 @@ def build_store(config: Config) -> Store:
     return store
 
 
-def flight_options(config: Config) -> dict:
-    """Keyword arguments of FlightServerBase for the TLS settings."""
-    if config.tls is None:
-        return {}
-    options: dict = {"tls_certificates": [(config.tls.cert_file.read_bytes(), config.tls.key_file.read_bytes())]}
-    if config.tls.ca_file is not None:
-        options.update(verify_client=True, root_certificates=config.tls.ca_file.read_bytes())
-    return options
+def security(config: Config) -> tuple[Policy, dict, ssl.SSLContext | None]:
+    """cache.auth's policy (token files read), Flight's TLS options and
+    HTTP's TLS context, every file checked before anything listens."""
+    try:
+        policy = build_policy(config.auth)
+        flight = tls.flight_options(config.tls)
+        http = tls.server_context(config.http_tls) if config.http_tls is not None else None
+    except (OSError, ValueError) as exc:
+        raise StartupError(str(exc)) from None
+    if policy.enabled:
+        names = ", ".join(token.name for token in policy.tokens) or "none"
+        anonymous = ", ".join(map(str, policy.anonymous.scopes)) or "none"
+        log.info("cache.auth: tokens %s; scopes of anonymous callers: %s", names, anonymous)
+    for warning in exposure_warnings(config, policy):
+        log.warning("%s", warning)
+    return policy, flight, http
 
 
-def start_http(config: Config, store: Store, advertised: str) -> HttpServer | None:
-    """The HTTP mirror on `cache.http.endpoint`, over the same store; None if off."""
+def start_http(
+    config: Config, store: Store, advertised: str, policy: Policy | None = None, context: ssl.SSLContext | None = None
+) -> HttpServer | None:
+    """The HTTP mirror on `cache.http.endpoint`, over the same store and
+    policy (TLS with `context`); None if off."""
     if config.http_endpoint is None:
         log.info("HTTP mirror off (cache.http.endpoint is empty)")
         return None
-    app = create_app(store, advertised, http_allowed_hosts(config, advertised))
+    app = create_app(store, advertised, http_allowed_hosts(config, advertised), policy)
     limits = ConnectionLimits(config.http_header_timeout, config.http_max_connections)
     try:
         endpoint = config.http_endpoint
-        http = HttpServer(app, endpoint.host, endpoint.port, limits).start()
+        http = HttpServer(app, endpoint.host, endpoint.port, limits, context).start()
     except OSError as exc:
         raise StartupError(f"cannot listen on {config.http_endpoint.uri} (is the port in use?): {exc.strerror or exc}") from None
     log.info("HTTP listening on %s (web page %s/, API docs %s/docs)", http.url, http.url, http.url)
@@ -94,6 +110,7 @@ def run(config: Config) -> None:
     for warning in config.warnings:
         log.warning("%s", warning)
     check_open_files(config)
+    policy, flight_tls, http_tls = security(config)
     if config.storage is None:
         log.warning("storage: none (memory only): objects are lost on restart and on eviction")
     else:
@@ -104,7 +121,7 @@ def run(config: Config) -> None:
         raise StartupError(f"cannot use storage {config.storage}: {exc.strerror or exc}") from None
     advertised = advertised_endpoint(config)
     try:
-        server = CacheFlightServer(store, config.endpoint.uri, advertised, **flight_options(config))
+        server = CacheFlightServer(store, config.endpoint.uri, advertised, policy, **flight_tls)
     except Exception as exc:  # pyarrow says only "did not start properly"
         raise StartupError(f"cannot listen on {config.endpoint.uri} (is the port in use?): {exc}") from None
     log.info("Arrow Flight listening on %s (port %d), advertising %s", config.endpoint.uri, server.port, advertised)
@@ -116,7 +133,7 @@ def run(config: Config) -> None:
     for rule in config.expiry:
         log.info("expiry rule: %s", rule)
     try:
-        http = start_http(config, store, advertised)
+        http = start_http(config, store, advertised, policy, http_tls)
     except StartupError:
         server.shutdown()
         raise

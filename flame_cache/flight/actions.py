@@ -3,6 +3,11 @@
 A body is bounded by its length before it is decoded: a seed PUT's base64 is
 checked against the maximum object size from its length alone, and decoded
 in place, without copies of a body that may be gigabytes long.
+
+Each action calls the caller's `AccessGuard`, which asks the scope the
+action implies: DELETE delete (of all below its body), PUT and UPDATE
+write, EXPIRE write, VERIFY admin, STATS `admin:*`; HEALTH is open, as
+HTTP's /readyz.
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from flame_cache.flight.requests import decode_utf8
-from flame_cache.store import InvalidArgument, ObjectInfo, Store, repair
+from flame_cache.store import InvalidArgument, ObjectInfo
 from flame_cache.store.conditions import MUST_EXIST
+from flame_cache.store.guard import AccessGuard
 from flame_cache.store.keys import Selector
 from flame_cache.store.limits import MAX_KEY_BYTES, WriteLimits
 
 
 @dataclass(frozen=True)
 class ActionContext:
-    store: Store
+    store: AccessGuard  # the store as this call's caller may use it
     advertised: str
 
 
@@ -49,7 +55,7 @@ def seed_update(ctx: ActionContext, body: memoryview) -> bytes:
 
 def verify(ctx: ActionContext, body: memoryview) -> bytes:
     """Check checksums now: body a key, a namespace or 'app/*' (`repair.verify`)."""
-    return json.dumps(repair.verify(ctx.store, Selector.parse(decode_utf8(body, "VERIFY body")))).encode()
+    return json.dumps(ctx.store.verify(Selector.parse(decode_utf8(body, "VERIFY body")))).encode()
 
 
 def expire(ctx: ActionContext, body: memoryview) -> bytes:

@@ -2,6 +2,8 @@
 
 pyarrow maps its KeyError to NOT_FOUND and its Invalid to INVALID_ARGUMENT;
 pyarrow clients, and so flamepy, raise those as KeyError and ValueError.
+A refusal of cache.auth is UNAUTHENTICATED (FlightUnauthenticatedError) or
+PERMISSION_DENIED (FlightUnauthorizedError); the guard has logged it already.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.store import (
+    AccessDenied,
     CacheError,
+    PermissionDenied,
     InvalidArgument,
     LimitExceeded,
     ObjectNotFound,
@@ -29,6 +33,10 @@ F = TypeVar("F", bound=Callable)
 
 def to_flight_error(exc: CacheError) -> Exception:
     message = str(exc)
+    if isinstance(exc, AccessDenied):
+        if isinstance(exc, PermissionDenied):
+            return flight.FlightUnauthorizedError(message)
+        return flight.FlightUnauthenticatedError(message)
     if isinstance(exc, ObjectNotFound):
         return pa.ArrowKeyError(message)
     if isinstance(exc, (InvalidArgument, VersionConflict, LimitExceeded)):
@@ -49,7 +57,8 @@ def flight_errors(method: F) -> F:
         try:
             return method(*args, **kwargs)
         except CacheError as exc:
-            log.info("%s refused: %s", method.__name__, exc)
+            if not isinstance(exc, AccessDenied):  # store/guard.py logs those, with the caller
+                log.info("%s refused: %s", method.__name__, exc)
             raise to_flight_error(exc) from None
 
     return wrapper  # type: ignore[return-value]

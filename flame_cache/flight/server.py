@@ -1,4 +1,9 @@
-"""The Arrow Flight server (SPEC 4): translates RPCs to store calls."""
+"""The Arrow Flight server (SPEC 4): translates RPCs to store calls.
+
+Each RPC calls the store through an `AccessGuard` for its caller (the
+`authorization` header, flight/auth.py), so cache.auth decides in the store's
+edge, as for HTTP. ListActions stays open: it names actions, no objects.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_cache.flight import auth
 from flame_cache.flight.actions import ACTIONS, ActionContext
 from flame_cache.flight.errors import flight_errors
 from flame_cache.flight.receive import received_batches
@@ -19,6 +25,8 @@ from flame_cache.flight.requests import (
     path_of,
 )
 from flame_cache.store import InvalidArgument, Kind, ObjectInfo, ReadMode, Store
+from flame_cache.store.access import Policy
+from flame_cache.store.guard import AccessGuard
 from flame_cache.store.keys import ObjectKey
 from flame_cache.store.objects import is_opaque_schema
 from flame_cache.store.wire import read_table, response_schema, upload_body
@@ -29,36 +37,43 @@ log = logging.getLogger(__name__)
 class CacheFlightServer(flight.FlightServerBase):
     """Serves one `Store`; `advertised` is the endpoint put in refs and infos.
 
-    `server_options` are FlightServerBase's (TLS only, here): pyarrow exposes
-    no gRPC server arguments, so connection limits and idle timeouts cannot
-    be set for Flight; the process's open-file limit and HTTP's connection
-    limit are what keep descriptors for it.
+    `policy` is cache.auth (None: open to every caller). `server_options`
+    are FlightServerBase's (TLS only, here): pyarrow exposes no gRPC server
+    arguments, so connection limits and idle timeouts cannot be set for
+    Flight; the process's open-file limit and HTTP's connection limit are
+    what keep descriptors for it.
     """
 
-    def __init__(self, store: Store, location: str, advertised: str, **server_options) -> None:
-        super().__init__(location, **server_options)
-        self.store = store
+    def __init__(
+        self, store: Store, location: str, advertised: str, policy: Policy | None = None, **server_options
+    ) -> None:
+        super().__init__(location, **auth.server_options(policy or Policy.open()), **server_options)
+        self._store = store
         self.advertised = advertised
-        self._actions = ActionContext(store, advertised)
+
+    def _guard(self, context: flight.ServerCallContext) -> AccessGuard:
+        """The store as this call's caller may use it."""
+        return AccessGuard(self._store, auth.caller(context), context.peer())
 
     # -- writes ----------------------------------------------------------
 
     @flight_errors
     def do_put(self, context, descriptor, reader, writer) -> None:
+        store = self._guard(context)
         request = parse_descriptor(descriptor)
         schema = reader.schema  # asked once: most pyarrow calls let go of the GIL
         opaque = is_opaque_schema(schema)
         if request.patch and not opaque:  # refused before the body is read
             raise InvalidArgument(f"a patch must use the opaque schema 'version: uint64, data: binary'; got {schema}")
-        target = request.resolve(self.store.exists)
+        target = request.resolve(store.exists)
         batches = received_batches(context, reader, request.target, opaque)
-        body = upload_body(schema, batches, lambda size: self.store.write_limits.check_upload(request.target, size))
+        body = upload_body(schema, batches, lambda size: store.write_limits.check_upload(request.target, size))
         if request.patch:
-            info = self.store.patch(target, body)
+            info = store.patch(target, body)
         elif isinstance(target, ObjectKey):
-            info = self.store.put(target, body)
+            info = store.put(target, body)
         else:
-            info = self.store.create(target, body)
+            info = store.create(target, body)
         writer.write(pa.py_buffer(self._object_ref(info)))
 
     def _object_ref(self, info: ObjectInfo) -> bytes:
@@ -70,7 +85,7 @@ class CacheFlightServer(flight.FlightServerBase):
     @flight_errors
     def do_get(self, context, ticket) -> flight.FlightDataStream:
         request = parse_ticket(ticket.ticket)
-        read = self.store.get(request.key).read(request.client_version)
+        read = self._guard(context).get(request.key).read(request.client_version)
         if read.snapshot.kind is Kind.TABLE and read.mode is ReadMode.FULL:
             # C++ streams the table, with its dictionaries (GeneratorStream sends none)
             return flight.RecordBatchStream(read.snapshot.base)
@@ -79,34 +94,38 @@ class CacheFlightServer(flight.FlightServerBase):
 
     @flight_errors
     def get_flight_info(self, context, descriptor) -> flight.FlightInfo:
-        return self._flight_info(self.store.info(path_of(descriptor)))
+        store = self._guard(context)
+        return self._flight_info(store, store.info(path_of(descriptor)))
 
     @flight_errors
     def get_schema(self, context, descriptor) -> flight.SchemaResult:
-        return flight.SchemaResult(self._schema(self.store.info(path_of(descriptor))))
+        store = self._guard(context)
+        return flight.SchemaResult(self._schema(store, store.info(path_of(descriptor))))
 
     @flight_errors
     def list_flights(self, context, criteria: bytes) -> list[flight.FlightInfo]:
-        """Criteria: a namespace, key or `app/*` (whole segments); empty lists all."""
+        """Criteria: a namespace, key or `app/*` (whole segments); empty lists
+        all; only what the caller may read."""
+        store = self._guard(context)
         selector = decode_utf8(criteria or b"", "criteria")
-        return [self._flight_info(info) for info in self.store.list(selector)]
+        return [self._flight_info(store, info) for info in store.list(selector)]
 
-    def _schema(self, info: ObjectInfo) -> pa.Schema:
+    def _schema(self, store: AccessGuard, info: ObjectInfo) -> pa.Schema:
         if info.kind is Kind.TABLE:
-            return self.store.get(info.key).base.schema
+            return store.get(info.key).base.schema
         return response_schema(large=info.size > 2**31 - 1)
 
-    def _flight_info(self, info: ObjectInfo) -> flight.FlightInfo:
+    def _flight_info(self, store: AccessGuard, info: ObjectInfo) -> flight.FlightInfo:
         endpoint = flight.FlightEndpoint(info.key.encode(), [flight.Location(self.advertised)])
         rows = info.deltas + 1
         if info.kind is Kind.TABLE:
-            rows = self.store.get(info.key).base.num_rows
+            rows = store.get(info.key).base.num_rows
         metadata = {"version": info.version, "deltas": info.deltas, "kind": info.kind.value, "updated": info.updated}
-        expires = self.store.expires(info.key)
+        expires = store.expires(info.key)
         if expires is not None:
             metadata["expires"] = expires  # seconds since the epoch
         return flight.FlightInfo(
-            self._schema(info),
+            self._schema(store, info),
             flight.FlightDescriptor.for_path(*info.key.split("/")),
             [endpoint],
             total_records=rows,
@@ -123,7 +142,8 @@ class CacheFlightServer(flight.FlightServerBase):
             raise NotImplementedError(f"unknown action {action.type!r}; ListActions lists: {', '.join(ACTIONS)}")
         handler, _ = entry
         body = memoryview(action.body) if action.body is not None else memoryview(b"")  # no copy
-        return [flight.Result(pa.py_buffer(handler(self._actions, body)))]
+        answer = handler(ActionContext(self._guard(context), self.advertised), body)
+        return [flight.Result(pa.py_buffer(answer))]
 
     def list_actions(self, context):
         return [flight.ActionType(name, description) for name, (_, description) in ACTIONS.items()]

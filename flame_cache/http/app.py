@@ -9,13 +9,14 @@ from fastapi import FastAPI
 
 from flame_cache import __version__
 from flame_cache.http import health, listing, objects, page
-from flame_cache.http.context import Context
+from flame_cache.http.context import Shared
 from flame_cache.http.dates import DateHeaders
 from flame_cache.http.errors import install_error_handlers
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
 from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts, SameOriginWrites
 from flame_cache.http.targets import CheckTargets
 from flame_cache.store import Store
+from flame_cache.store.access import Policy
 
 DESCRIPTION = """
 The HTTP mirror of flame-cache's Arrow Flight service, over the same store:
@@ -24,14 +25,17 @@ Writes answer with flamepy's ObjectRef (`endpoint` is the Flight endpoint).
 """
 
 
-def create_app(store: Store, advertised: str, allowed_hosts: Collection[str] | None = None) -> FastAPI:
+def create_app(
+    store: Store, advertised: str, allowed_hosts: Collection[str] | None = None, policy: Policy | None = None
+) -> FastAPI:
     """`advertised` is the Flight endpoint named in ObjectRefs. `allowed_hosts`
     are the names the Host header may carry (`*`: any); None means loopback
-    names and the advertised host. Limits (object size, key length, deltas)
-    are the store's own."""
+    names and the advertised host. `policy` is cache.auth (None: open).
+    Limits (object size, key length, deltas) are the store's own."""
     metrics = Metrics(store.usage)
+    policy = policy or Policy.open()
     app = FastAPI(title="flame-cache", version=__version__, description=DESCRIPTION, redoc_url=None)
-    app.state.context = Context(store, advertised, metrics)
+    app.state.context = Shared(store, advertised, metrics, policy)
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
@@ -41,7 +45,25 @@ def create_app(store: Store, advertised: str, allowed_hosts: Collection[str] | N
     app.add_middleware(AllowedHosts, hosts=default_hosts(advertised) if allowed_hosts is None else allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(DateHeaders)  # outermost: every response gets a Date
+    if policy.enabled:
+        document_bearer(app)
     return app
+
+
+def document_bearer(app: FastAPI) -> None:
+    """Name the bearer token in the OpenAPI document, so /docs has an
+    Authorize button that sends it (only when cache.auth asks for one)."""
+    make_document = app.openapi
+
+    def openapi() -> dict:
+        fresh = app.openapi_schema is None
+        document = make_document()  # made once, then kept by FastAPI
+        if fresh:
+            document.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            document["security"] = [{"bearer": []}, {}]  # {}: anonymous callers have cache.auth.anonymous
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def default_hosts(advertised: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""What every route needs: the store (with its limits), the Flight endpoint for refs, metrics."""
+"""What every route needs: the store as the caller may use it, the Flight endpoint for refs, metrics."""
 
 from __future__ import annotations
 
@@ -8,15 +8,37 @@ from fastapi import Request
 
 from flame_cache.http.metrics import Metrics
 from flame_cache.store import Store
+from flame_cache.store.access import Policy, parse_authorization
+from flame_cache.store.guard import AccessGuard
+
+
+@dataclass(frozen=True)
+class Shared:
+    """The app's one store, policy (cache.auth), Flight endpoint and metrics."""
+
+    store: Store
+    advertised: str  # the Flight endpoint put in ObjectRefs, so flamepy can use them
+    metrics: Metrics
+    policy: Policy
 
 
 @dataclass(frozen=True)
 class Context:
-    store: Store
-    advertised: str  # the Flight endpoint put in ObjectRefs, so flamepy can use them
+    """One request's view: `store` checks the caller's scopes (store/guard.py)."""
+
+    store: AccessGuard
+    advertised: str
     metrics: Metrics
+    authenticated: bool  # the request carried credentials (the web page's prompt)
+    auth: bool  # cache.auth is on: the web page offers its token form
 
 
 def context(request: Request) -> Context:
-    """FastAPI dependency: the app's one Context."""
-    return request.app.state.context
+    """FastAPI dependency: the caller of this request (its `Authorization:
+    Bearer` header) and the store as that caller may use it."""
+    shared: Shared = request.app.state.context
+    credentials = parse_authorization(request.headers.get("authorization"))
+    client = request.client
+    peer = f"{client.host}:{client.port}" if client else ""
+    guard = AccessGuard(shared.store, shared.policy.identify(credentials), peer)
+    return Context(guard, shared.advertised, shared.metrics, credentials is not None, shared.policy.enabled)

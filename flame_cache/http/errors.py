@@ -2,6 +2,9 @@
 
 Every error answers JSON `{"error": <code>, "message": <what was wrong>}`;
 the message is the store's own, which names the key, segment or value.
+A refusal of cache.auth is 401 with `WWW-Authenticate: Bearer` (no token, or
+an unknown one) or 403 (a token whose scopes do not cover the key); the
+store's guard has logged it, with the caller, so it is not logged again.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flame_cache.http.conditions import etag
 from flame_cache.store import (
+    AccessDenied,
     CacheError,
     InvalidArgument,
     LimitExceeded,
     ObjectNotFound,
+    PermissionDenied,
     StorageError,
+    Unauthenticated,
     VersionConflict,
 )
 from flame_cache.store.errors import InsufficientStorage, ObjectTooLarge
@@ -45,6 +51,8 @@ class HttpError(Exception):
 
 # Most specific first: ObjectTooLarge is a LimitExceeded.
 STATUS: list[tuple[type[CacheError], int, str]] = [
+    (Unauthenticated, 401, "unauthenticated"),
+    (PermissionDenied, 403, "permission_denied"),
     (InvalidArgument, 400, "bad_request"),
     (ObjectNotFound, 404, "not_found"),
     (VersionConflict, 412, "precondition_failed"),
@@ -57,6 +65,8 @@ STATUS: list[tuple[type[CacheError], int, str]] = [
 # For the OpenAPI document: what each status means here.
 RESPONSES = {
     400: {"model": ErrorBody, "description": "Bad key, header or body; the message names it"},
+    401: {"model": ErrorBody, "description": "A token is needed (cache.auth), or the one sent is unknown"},
+    403: {"model": ErrorBody, "description": "The token's scopes do not cover this key"},
     404: {"model": ErrorBody, "description": "No such object"},
 }
 
@@ -68,6 +78,22 @@ def status_of(exc: CacheError) -> tuple[int, str]:
     return 500, "internal"
 
 
+def challenge(exc: Unauthenticated) -> dict[str, str]:
+    """The WWW-Authenticate header of a 401 (RFC 6750)."""
+    error = ', error="invalid_token"' if exc.invalid_token else ""
+    return {"WWW-Authenticate": f'Bearer realm="flame-cache"{error}'}
+
+
+def error_headers(exc: CacheError) -> dict[str, str] | None:
+    """What a refusal's answer carries besides its body: the current
+    version of a failed condition, or the challenge of a 401."""
+    if isinstance(exc, VersionConflict) and exc.current:
+        return {"ETag": etag(exc.current)}
+    if isinstance(exc, Unauthenticated):
+        return challenge(exc)
+    return None
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
@@ -76,11 +102,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CacheError)
     async def cache_error(request: Request, exc: CacheError) -> JSONResponse:
         status, code = status_of(exc)
-        headers = {"ETag": etag(exc.current)} if isinstance(exc, VersionConflict) and exc.current else None
-        log.info("%s %s refused (%d): %s", request.method, request.scope["path"], status, exc)
+        if not isinstance(exc, AccessDenied):  # the guard logged those, with the caller
+            log.info("%s %s refused (%d): %s", request.method, request.scope["path"], status, exc)
         if status == 404:
             request.app.state.context.metrics.miss()
-        return error_response(status, code, str(exc), headers)
+        return error_response(status, code, str(exc), error_headers(exc))
 
     @app.exception_handler(HttpError)
     async def http_error(request: Request, exc: HttpError) -> JSONResponse:

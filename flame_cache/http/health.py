@@ -1,4 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+/healthz and /readyz stay open once cache.auth is on (probes send no
+token); /metrics counts every application's objects, so it needs `admin:*`.
+"""
 
 from __future__ import annotations
 
@@ -29,5 +33,6 @@ def readyz(ctx: Context = Depends(context)) -> JSONResponse:
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 def metrics(ctx: Context = Depends(context)) -> Response:
     """Prometheus text format: requests, bytes, reads (hit, miss, not
-    modified), and the store's objects and bytes."""
+    modified), and the store's objects and bytes. Needs `admin:*` under cache.auth."""
+    ctx.store.require_admin("metrics")
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -47,7 +47,7 @@ from flame_cache.http.conditions import (
 )
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
-from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot, checksum, repair
+from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot, checksum
 from flame_cache.store.blobs import Blob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.expiry import MAX_TTL
@@ -431,4 +431,4 @@ def verify(
     named = target if target is not None else request_body.target if request_body is not None else None
     if named is None:
         raise HttpError(400, "bad_request", "name what to verify: ?target=<key|namespace|app/*> or {\"target\": ...}")
-    return JSONResponse(repair.verify(ctx.store, Selector.parse(named)))
+    return JSONResponse(ctx.store.verify(Selector.parse(named)))

@@ -5,6 +5,11 @@ start-up at once with the OS's reason. Signals stay with the main thread
 (uvicorn installs none off it); `stop` asks uvicorn to finish in-flight
 requests, waiting at most GRACE seconds. Connections are served by
 `protocol.GuardedH11Protocol` under `ConnectionLimits`.
+
+TLS (`https://`): the SSLContext the process built and checked at start-up
+(app/tls.py) is handed to uvicorn after its configuration is loaded, so
+uvicorn wraps each connection in it and the guarded protocol runs inside,
+as over plain TCP (its header timeout starts once the handshake is done).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -70,9 +76,13 @@ logging.getLogger("uvicorn.error").addFilter(_not_uvicorn_invalid_request)
 
 
 class HttpServer:
-    def __init__(self, app: FastAPI, host: str, port: int, limits: ConnectionLimits) -> None:
-        """Serve `app` on `host`:`port` (0: a free port, in `port` once started)."""
+    def __init__(
+        self, app: FastAPI, host: str, port: int, limits: ConnectionLimits, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """Serve `app` on `host`:`port` (0: a free port, in `port` once started),
+        over TLS with `ssl_context` if given."""
         self.host = host
+        self.tls = ssl_context is not None
         self.limits = limits
         throttled = ThrottledLog(log)
         self.config = uvicorn.Config(
@@ -85,6 +95,9 @@ class HttpServer:
             timeout_graceful_shutdown=int(GRACE),
             backlog=BACKLOG,
         )
+        if ssl_context is not None:
+            self.config.load()  # uvicorn's own load would make a context of its own settings: ours replaces it
+            self.config.ssl = ssl_context
         self.server = _Server(self.config, throttled)
         self._thread: threading.Thread | None = None
         self.port = port
@@ -92,7 +105,7 @@ class HttpServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> HttpServer:
         """Bind, then serve on a thread; OSError if the address cannot be bound."""

@@ -3,11 +3,14 @@
 from flame_cache.store import checksum
 
 from flame_cache.store.errors import (
+    AccessDenied,
     CacheError,
     InvalidArgument,
     LimitExceeded,
     ObjectNotFound,
+    PermissionDenied,
     StorageError,
+    Unauthenticated,
     VersionConflict,
 )
 from flame_cache.store.eviction import Eviction
@@ -23,6 +26,7 @@ from flame_cache.store.objects import (
 from flame_cache.store.store import Store
 
 __all__ = [
+    "AccessDenied",
     "CacheError",
     "InvalidArgument",
     "Kind",
@@ -30,6 +34,7 @@ __all__ = [
     "LimitExceeded",
     "ObjectInfo",
     "ObjectNotFound",
+    "PermissionDenied",
     "Read",
     "ReadMode",
     "Row",
@@ -37,6 +42,7 @@ __all__ = [
     "Snapshot",
     "StorageError",
     "Store",
+    "Unauthenticated",
     "VersionConflict",
     "checksum",
 ]

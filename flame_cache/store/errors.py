@@ -44,3 +44,21 @@ class StorageError(CacheError):
 class InsufficientStorage(StorageError):
     """A write cannot fit under `cache.capacity`: what is left is pinned, or
     held by uploads in progress. Nothing was stored (UNAVAILABLE / HTTP 507)."""
+
+
+class AccessDenied(CacheError):
+    """The caller may not do this (cache.auth). The message names the
+    operation and the key, and the token's name at most, never a token."""
+
+
+class Unauthenticated(AccessDenied):
+    """No token where one is needed, or a token nobody issued
+    (UNAUTHENTICATED / HTTP 401). `invalid_token`: one was sent, unknown."""
+
+    def __init__(self, message: str, *, invalid_token: bool = False) -> None:
+        super().__init__(message)
+        self.invalid_token = invalid_token
+
+
+class PermissionDenied(AccessDenied):
+    """A known token whose scopes do not cover the key (PERMISSION_DENIED / HTTP 403)."""

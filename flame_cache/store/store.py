@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 Body = pa.Buffer | pa.Table | Iterable[Chunk]  # a base in memory, or its bytes as they arrive
 KeyLike = ObjectKey | str
+Visible = Callable[[tuple[str, ...]], bool] | None  # which keys a listing may show; None: all
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,11 +393,12 @@ class Store:
         return self._find(key) is not None and not self.lifecycle.is_expired(str(key))
 
     def list_page(
-        self, selector_text: str = "", *, after: str | None = None, limit: int | None = 100
+        self, selector_text: str = "", *, after: str | None = None, limit: int | None = 100, visible: Visible = None
     ) -> tuple[list[ObjectInfo], str | None]:
         """One page of `list`: objects sorted by key after the key `after`,
         and the cursor for the next page (None on the last). Only the page's
-        objects are looked at."""
+        objects are looked at; `visible` (given a key's segments) leaves out
+        the keys it refuses (what the caller may not read)."""
         selector = Selector.parse(selector_text, allow_all=True)
         try:
             after_segments = ObjectKey.parse(after).segments if after else ()
@@ -404,7 +406,11 @@ class Store:
             raise InvalidArgument(f"cursor {shorten(after)} is not a key (pass next_cursor as it came): {exc}") from None
         keyed = [(entry.segments, entry) for entry in self.lifecycle.live(self.index.all())]  # each name split once
         entries = sorted(
-            ((segments, e) for segments, e in keyed if selector.covers(segments) and segments > after_segments),
+            (
+                (segments, e)
+                for segments, e in keyed
+                if selector.covers(segments) and segments > after_segments and (visible is None or visible(segments))
+            ),
             key=lambda pair: pair[0],
         )
         page: list[ObjectInfo] = []
@@ -418,14 +424,19 @@ class Store:
                 continue  # deleted (or set aside as damaged) since we looked
         return page, None
 
-    def list(self, selector_text: str = "") -> list[ObjectInfo]:
+    def list(self, selector_text: str = "", *, visible: Visible = None) -> list[ObjectInfo]:
         """Every object the selector covers, in key order (`list_page` unbounded)."""
-        return self.list_page(selector_text, limit=None)[0]
+        return self.list_page(selector_text, limit=None, visible=visible)[0]
 
-    def namespaces(self, selector_text: str = "") -> list[tuple[str, int]]:
-        """Namespaces (a key without its object id) and their object counts."""
+    def namespaces(self, selector_text: str = "", *, visible: Visible = None) -> list[tuple[str, int]]:
+        """Namespaces (a key without its object id) and their object counts
+        (of the keys `visible` allows, if given)."""
         selector = Selector.parse(selector_text, allow_all=True)
-        counts = Counter(e.name.rpartition("/")[0] for e in self.lifecycle.live(self.index.all()) if selector.covers(e.segments))
+        counts = Counter(
+            e.name.rpartition("/")[0]
+            for e in self.lifecycle.live(self.index.all())
+            if selector.covers(e.segments) and (visible is None or visible(e.segments))
+        )
         return sorted(counts.items())
 
     def usage(self, *, stored: bool = True) -> dict[str, int]:
