@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from flame_cache.app.durations import parse_duration
+from flame_cache.app.logs import FORMATS, LEVELS, LogSettings
 from flame_cache.app.sizes import parse_size
 from flame_cache.store.errors import InvalidArgument
 from flame_cache.store.eviction import DEFAULT_PIN, POLICIES, Eviction
@@ -63,6 +64,8 @@ ENV_KEYS = {
     "FLAME_CACHE_EVICTION_PIN": "eviction.pin",
     "FLAME_CACHE_EXPIRY": "expiry",
     "FLAME_CACHE_EXPIRY_SWEEP": "expiry_sweep",
+    "FLAME_CACHE_LOG_LEVEL": "log.level",
+    "FLAME_CACHE_LOG_FORMAT": "log.format",
 }
 
 
@@ -115,6 +118,7 @@ class Config:
     capacity: int | None = None  # cache.capacity: bytes of object files; None: unbounded
     expiry: tuple[ExpiryRule, ...] = ()  # cache.expiry
     expiry_sweep: float = DEFAULT_SWEEP  # cache.expiry_sweep: seconds between sweeps
+    log: LogSettings = LogSettings()  # cache.log
     warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
@@ -227,7 +231,20 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         capacity=_optional_size("cache.capacity", section.get("capacity")),
         expiry=_expiry_rules(section.get("expiry")),
         expiry_sweep=_duration("cache.expiry_sweep", section.get("expiry_sweep", DEFAULT_SWEEP), positive=True),
+        log=_log(_mapping(section, "log")),
     )
+
+
+def _log(section: dict[str, Any]) -> LogSettings:
+    """cache.log: `level` (debug, info, warning, error) and `format` (text or json)."""
+    default = LogSettings()
+    level = str(section.get("level", default.level)).strip().lower()
+    if level not in LEVELS:
+        raise ConfigError(f"cache.log.level = {section.get('level')!r}: choose one of {', '.join(LEVELS)}")
+    log_format = str(section.get("format", default.format)).strip().lower()
+    if log_format not in FORMATS:
+        raise ConfigError(f"cache.log.format = {section.get('format')!r}: choose one of {', '.join(FORMATS)}")
+    return LogSettings(level, log_format)
 
 
 def _scrub(section: dict[str, Any]) -> Scrub:
