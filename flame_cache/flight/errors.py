@@ -110,7 +110,7 @@ def request_key(request: object) -> str | None:
         return _text(request.ticket).removeprefix(CHUNKED_PREFIX).partition(":")[0]
     if isinstance(request, flight.FlightDescriptor):
         if request.descriptor_type == flight.DescriptorType.PATH:
-            return "/".join(_text(part) for part in request.path or ())
+            return "/".join(_text(part) for part in (request.path or ())[:4])  # a key has 3 segments
         return _text(request.command).removeprefix(PATCH_PREFIX)
     if isinstance(request, flight.Action):
         body = _text(memoryview(request.body) if request.body is not None else b"")  # no copy of the whole body

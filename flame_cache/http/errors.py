@@ -142,7 +142,7 @@ class UnexpectedErrors:
             await response(scope, receive, send)
 
 
-OBJECTS_PREFIX = "/v1/objects/"
+NAMED_PREFIXES = ("/v1/objects/", "/v1/namespaces/")  # what follows is the key or namespace
 LOGGED_BODY_BYTES = 4096  # of an error response, for its code and message; error bodies are small
 
 
@@ -197,7 +197,7 @@ def _error_of(status: int, body: bytes) -> tuple[str, str]:
 
 def _log_failed(scope: Scope, outcome: str, message: str, *, server_side: bool) -> None:
     path = scope.get("path", "")
-    key = path[len(OBJECTS_PREFIX) :] if path.startswith(OBJECTS_PREFIX) else None
+    key = next((path[len(prefix) :] for prefix in NAMED_PREFIXES if path.startswith(prefix)), None)
     client = scope.get("client")
     peer = None
     if client:
