@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 CHROMIUM := /usr/bin/chromium
+CONTAINER_TOOLS := /usr/bin/podman /usr/bin/runc /usr/bin/mmdebstrap
 
 .PHONY: run test bench clean
 
@@ -24,7 +25,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/flame-cache $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM)
+test: $(VENV)/.installed-test $(CHROMIUM) $(CONTAINER_TOOLS)
 	$(BIN)/python -m pytest $(ARGS)
 
 # The benchmark (not part of `make test`): Flight and HTTP against a bare Flight
@@ -40,6 +41,11 @@ bench: $(VENV)/.installed-bench
 # The web page's test drives Debian's chromium; installed only when missing.
 $(CHROMIUM):
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+# The container test (tests/test_container.py) runs the image under Debian's podman
+# with runc, and builds its base image with mmdebstrap; installed only when missing.
+$(CONTAINER_TOOLS) &:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import yaml
 
 from tests.server import clean_env
 
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_flamepy(
-    endpoint: str,
+    endpoint: str | None,
     home: Path,
     script: str,
     *args: Any,
@@ -34,8 +35,9 @@ def run_flamepy(
     timeout: float = 60.0,
 ) -> Any:
     """`script(*args)` in a new process whose flamepy is configured only by
-    FLAME_CACHE_ENDPOINT (and FLAME_CACHE_STORAGE when `storage` is given)."""
-    env = {"FLAME_CACHE_ENDPOINT": endpoint}
+    FLAME_CACHE_ENDPOINT (and FLAME_CACHE_STORAGE when `storage` is given);
+    with `endpoint` None, only by `home`'s ~/.flame/flame.yaml (`flame_yaml`)."""
+    env = {} if endpoint is None else {"FLAME_CACHE_ENDPOINT": endpoint}
     if storage is not None:
         env["FLAME_CACHE_STORAGE"] = str(storage)
     return run_flamepy_with(env, home, script, *args, timeout=timeout)
@@ -60,6 +62,17 @@ def run_flamepy_with(env: dict[str, str], home: Path, script: str, *args: Any, t
     if proc.returncode != 0:
         raise AssertionError(f"flamepy subprocess {script}{args!r} failed ({proc.returncode}):\n{proc.stderr}")
     return cloudpickle.loads(result.read_bytes())
+
+
+def flame_yaml(home: Path, cache_endpoint: str) -> Path:
+    """A ~/.flame/flame.yaml as Flame's Helm chart writes it for clients
+    (one context, its cache endpoint); flamepy reads it when no
+    FLAME_CACHE_ENDPOINT is set."""
+    path = home / ".flame" / "flame.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    context = {"name": "flame", "cluster": {"endpoint": "http://127.0.0.1:8080"}, "cache": {"endpoint": cache_endpoint}}
+    path.write_text(yaml.safe_dump({"current-context": "flame", "contexts": [context]}))
+    return path
 
 
 # -- deserializers (importable, so they work in any process) ----------------

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from flame_cache.app.config import ConfigError, load_config
-from flame_cache.app.network import advertised_endpoint
+from flame_cache.app.network import advertised_endpoint, is_local_host
 from flame_cache.app.sizes import parse_size
-from tests.server import clean_env
+from tests.server import CacheServer, clean_env
 
 GiB, MiB = 2**30, 2**20
 
@@ -423,3 +423,33 @@ def test_the_server_starts_and_logs_an_unknown_key(make_server):
     log = server.log()
     assert "WARNING" in log and "unknown configuration key cache.capcity" in log
     assert "unknown configuration key cache.eviction.polcy" in log and "did you mean cache.eviction.policy?" in log
+
+
+# -- upstream's endpoint: a name that is no address of this machine --------------
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", True), ("flame-object-cache.invalid", False)],
+)
+def test_which_endpoint_hosts_are_this_machines(host: str, local: bool):
+    assert is_local_host(host) is local
+
+
+def test_an_endpoint_naming_a_service_listens_everywhere_and_advertises_the_interface(tmp_path: Path):
+    """Flame's Helm chart writes `grpc://<service>:9090` (the Service's name) as the endpoint;
+    upstream listens on cache.network_interface's address at that port, and so do we."""
+    server = CacheServer(tmp_path, tmp_path / "storage")
+    server.cache.update(endpoint=f"grpc://flame-object-cache.invalid:{server.port}", network_interface="lo")
+    server.start()
+    try:
+        with server.client() as client:
+            writer, reader = client.do_put(flight.FlightDescriptor.for_path("svc", "s1", "o"), pa.schema([("n", pa.int64())]))
+            writer.write_table(pa.table({"n": [1]}))
+            writer.done_writing()
+            ref = bson.decode(reader.read().to_pybytes())
+            writer.close()
+        assert ref["endpoint"] == f"grpc://127.0.0.1:{server.port}"
+        assert f"cache.endpoint grpc://flame-object-cache.invalid:{server.port} names no address of this machine" in server.log()
+    finally:
+        assert server.stop() == 0

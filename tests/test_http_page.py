@@ -1,4 +1,4 @@
-"""The web page in a real headless Chromium (issue 3, done-when 4).
+"""The web page and /docs in a real headless Chromium (issue 3, done-when 4; issue 14).
 
 Debian's chromium (installed by `make test`), driven by Playwright's Python
 package through `executable_path`; Playwright's own browser downloads are
@@ -8,12 +8,13 @@ never used.
 from __future__ import annotations
 
 import shutil
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Route, expect, sync_playwright
 
 from tests.server import CacheServer
 
@@ -83,4 +84,26 @@ def test_the_page_lists_downloads_and_deletes_objects(
     with httpx.Client(base_url=server.http_url) as http:
         assert http.get("/v1/objects/web/s1/report.bin").status_code == 404
         assert http.get("/v1/objects/web/s2/other").status_code == 200
+    page.close()
+
+
+def test_docs_render_with_every_other_host_blocked(server: CacheServer, browser: BrowserContext) -> None:
+    """Swagger UI lists the operations with no request leaving the machine:
+    every request to a host other than the server's is aborted, and counted."""
+    elsewhere: list[str] = []
+
+    def only_the_server(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page = browser.new_page()
+    page.route("**/*", only_the_server)
+    page.goto(server.http_url + "/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/objects/{key}").first).to_be_visible(timeout=15_000)
+    expect(page.locator(".opblock-summary-method", has_text="PATCH").first).to_be_visible()
+    assert page.locator(".opblock").count() >= 10
+    assert elsewhere == []
     page.close()

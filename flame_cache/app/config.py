@@ -23,6 +23,7 @@ import yaml
 from flame_cache.app.authconfig import AuthConfig, parse_auth
 from flame_cache.app.configerror import ConfigError
 from flame_cache.app.durations import parse_duration
+from flame_cache.app.logs import FORMATS, LEVELS, LogSettings
 from flame_cache.app.sizes import parse_size
 from flame_cache.app.tlsconfig import TlsConfig, listener_tls
 from flame_cache.store.errors import InvalidArgument
@@ -70,6 +71,8 @@ ENV_KEYS = {
     "FLAME_CACHE_TLS_CERT_FILE": "tls.cert_file",
     "FLAME_CACHE_TLS_KEY_FILE": "tls.key_file",
     "FLAME_CACHE_TLS_CA_FILE": "tls.ca_file",
+    "FLAME_CACHE_LOG_LEVEL": "log.level",
+    "FLAME_CACHE_LOG_FORMAT": "log.format",
 }
 
 
@@ -113,6 +116,7 @@ class Config:
     expiry_sweep: float = DEFAULT_SWEEP  # cache.expiry_sweep: seconds between sweeps
     http_tls: TlsConfig | None = None  # HTTP's, with an https:// endpoint: cache.http.tls, else cache.tls
     auth: AuthConfig | None = None  # cache.auth; None: anyone may do anything
+    log: LogSettings = LogSettings()  # cache.log
     warnings: tuple[str, ...] = ()  # what start-up should tell the operator (unknown keys)
 
 
@@ -236,7 +240,20 @@ def _build(section: dict[str, Any], source: str, flame_home: str | None) -> Conf
         http_tls=http_tls,
         auth=parse_auth(section.get("auth")),
         warnings=tls_warnings,
+        log=_log(_mapping(section, "log")),
     )
+
+
+def _log(section: dict[str, Any]) -> LogSettings:
+    """cache.log: `level` (debug, info, warning, error) and `format` (text or json)."""
+    default = LogSettings()
+    level = str(section.get("level", default.level)).strip().lower()
+    if level not in LEVELS:
+        raise ConfigError(f"cache.log.level = {section.get('level')!r}: choose one of {', '.join(LEVELS)}")
+    log_format = str(section.get("format", default.format)).strip().lower()
+    if log_format not in FORMATS:
+        raise ConfigError(f"cache.log.format = {section.get('format')!r}: choose one of {', '.join(FORMATS)}")
+    return LogSettings(level, log_format)
 
 
 def _scrub(section: dict[str, Any]) -> Scrub:

@@ -10,7 +10,7 @@ from flame_cache.app.authconfig import build_policy
 from flame_cache.app.config import Config
 from flame_cache.app.exposure import exposure_warnings
 from flame_cache.app.fdlimit import raise_open_file_limit
-from flame_cache.app.network import advertised_endpoint, http_allowed_hosts
+from flame_cache.app.network import advertised_endpoint, http_allowed_hosts, listen_endpoint
 from flame_cache.app.shutdown import EXIT_FORCED, StopSignals, exit_now, stop_within
 from flame_cache.flight import CacheFlightServer
 from flame_cache.http import HttpServer, create_app
@@ -119,6 +119,7 @@ def run(config: Config) -> None:
         store = build_store(config)
     except OSError as exc:
         raise StartupError(f"cannot use storage {config.storage}: {exc.strerror or exc}") from None
+    config = listen_endpoint(config)  # upstream's `grpc://<service name>:9090` listens on every interface
     advertised = advertised_endpoint(config)
     try:
         server = CacheFlightServer(store, config.endpoint.uri, advertised, policy, **flight_tls)

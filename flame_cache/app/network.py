@@ -1,4 +1,13 @@
-"""The endpoint clients are told to use (SPEC 4.6).
+"""Where Flight listens, and the endpoint clients are told to use (SPEC 4.6).
+
+Listening: the host `cache.endpoint` names, if it is one of this machine's
+(every interface, loopback, an interface's address, or a name resolving to
+one). Upstream's server takes only the port from `cache.endpoint` and
+listens on the address of `cache.network_interface`; Flame's Helm chart
+relies on that and writes the Service's name there
+(`grpc://flame-object-cache:9090`), which is no address of the pod. Such a
+host is listened for on every interface, and advertised as below, as
+upstream does.
 
 Order: `cache.advertise`; else, when the server binds every interface, the
 IPv4 address of the interface matching `cache.network_interface` (a regex,
@@ -17,12 +26,49 @@ import socket
 import struct
 from urllib.parse import urlsplit
 
-from flame_cache.app.config import Config
+from dataclasses import replace
+
+from flame_cache.app.config import Config, Endpoint
 
 log = logging.getLogger(__name__)
 
 WILDCARD_HOSTS = {"0.0.0.0", "::", "*", ""}
 _SIOCGIFADDR = 0x8915
+
+
+def listen_endpoint(config: Config) -> Config:
+    """`config` itself, or, if its endpoint's host is not this machine's, the
+    same config listening on every interface at that port (logged)."""
+    endpoint = config.endpoint
+    if is_local_host(endpoint.host):
+        return config
+    everywhere = Endpoint(endpoint.scheme, "0.0.0.0", endpoint.port)
+    log.info(
+        "cache.endpoint %s names no address of this machine (Flame's Helm chart writes its Service's name there): "
+        "listening on %s, as upstream does",
+        endpoint.uri,
+        everywhere.uri,
+    )
+    return replace(config, endpoint=everywhere)
+
+
+def is_local_host(host: str) -> bool:
+    """Whether `host` is every interface, or resolves to an address that a
+    socket here can be bound to (a name that does not resolve is not)."""
+    if host in WILDCARD_HOSTS:
+        return True
+    try:
+        addresses = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    for family, _, _, _, address in addresses:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address[0], 0))
+            except OSError:  # EADDRNOTAVAIL: another machine's address (a Service's, say)
+                continue
+            return True
+    return False
 
 
 def advertised_endpoint(config: Config) -> str:

@@ -3,19 +3,23 @@
 pyarrow maps its KeyError to NOT_FOUND and its Invalid to INVALID_ARGUMENT;
 pyarrow clients, and so flamepy, raise those as KeyError and ValueError.
 A refusal of cache.auth is UNAUTHENTICATED (FlightUnauthenticatedError) or
-PERMISSION_DENIED (FlightUnauthorizedError); the guard has logged it already.
+PERMISSION_DENIED (FlightUnauthorizedError); the guard has logged it already,
+with the caller. Every other failed call logs one line (`requestlog.failed`):
+the RPC, the key it named, the peer and the gRPC code.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
+import json
 from collections.abc import Callable
 from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_cache.flight.requests import CHUNKED_PREFIX, PATCH_PREFIX
+from flame_cache.requestlog import failed
 from flame_cache.store import (
     AccessDenied,
     CacheError,
@@ -27,8 +31,22 @@ from flame_cache.store import (
     VersionConflict,
 )
 
-log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
+MAX_LOGGED_BYTES = 1024  # of a ticket, path, command or action body: a key is at most 767
+
+# The gRPC code each exception reaches the client as (pyarrow's mapping).
+CODES: list[tuple[type[BaseException], str]] = [
+    (pa.ArrowKeyError, "NOT_FOUND"),
+    (pa.ArrowInvalid, "INVALID_ARGUMENT"),
+    (flight.FlightUnavailableError, "UNAVAILABLE"),
+    (flight.FlightInternalError, "INTERNAL"),
+    (flight.FlightCancelledError, "CANCELLED"),
+    (flight.FlightUnauthenticatedError, "UNAUTHENTICATED"),
+    (flight.FlightUnauthorizedError, "PERMISSION_DENIED"),
+    (flight.FlightTimedOutError, "DEADLINE_EXCEEDED"),
+    (NotImplementedError, "UNIMPLEMENTED"),
+]
+SERVER_SIDE = {"UNAVAILABLE", "INTERNAL", "UNKNOWN"}
 
 
 def to_flight_error(exc: CacheError) -> Exception:
@@ -50,15 +68,73 @@ def to_flight_error(exc: CacheError) -> Exception:
 
 
 def flight_errors(method: F) -> F:
-    """Raise the store's errors as their gRPC codes, and log what they were."""
+    """Raise the store's errors as their gRPC codes; log one line for every
+    call that fails (other exceptions are logged and raised unchanged)."""
+    rpc = "".join(word.capitalize() for word in method.__name__.split("_"))  # do_get -> DoGet
 
     @functools.wraps(method)
-    def wrapper(*args, **kwargs):
+    def wrapper(self, context, request, *args, **kwargs):
         try:
-            return method(*args, **kwargs)
+            return method(self, context, request, *args, **kwargs)
         except CacheError as exc:
-            if not isinstance(exc, AccessDenied):  # store/guard.py logs those, with the caller
-                log.info("%s refused: %s", method.__name__, exc)
-            raise to_flight_error(exc) from None
+            error = to_flight_error(exc)
+            if not isinstance(exc, AccessDenied):  # store/guard.py logs those once, with the caller
+                _log_failure(rpc, context, request, error)
+            raise error from None
+        except Exception as exc:
+            _log_failure(rpc, context, request, exc)
+            raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def grpc_code(exc: BaseException) -> str:
+    for kind, code in CODES:
+        if isinstance(exc, kind):
+            return code
+    return "UNKNOWN"
+
+
+def _log_failure(rpc: str, context: flight.ServerCallContext, request: object, exc: BaseException) -> None:
+    code = grpc_code(exc)
+    operation = f"{rpc} {request.type}" if isinstance(request, flight.Action) else rpc
+    message = str(exc) if code != "UNKNOWN" else f"{type(exc).__name__}: {exc}"
+    failed("Flight", operation, request_key(request), _peer(context), code, message, server_side=code in SERVER_SIDE)
+
+
+def _peer(context: flight.ServerCallContext) -> str:
+    """gRPC's peer without its address family: `ipv4:127.0.0.1:5000` -> `127.0.0.1:5000`."""
+    peer = context.peer()
+    peer = peer.decode("utf-8", "replace") if isinstance(peer, bytes) else str(peer)
+    family, sep, address = peer.partition(":")
+    return address if sep and family in ("ipv4", "ipv6") else peer
+
+
+def request_key(request: object) -> str | None:
+    """The key (or namespace, or criteria) a request names, read without the
+    RPC's checks, since it may be what was wrong: a ticket's key, a
+    descriptor's path or command, an action's name argument. A seed PUT's or
+    UPDATE's data, after the first ':', is never logged."""
+    if isinstance(request, flight.Ticket):
+        return _text(request.ticket).removeprefix(CHUNKED_PREFIX).partition(":")[0]
+    if isinstance(request, flight.FlightDescriptor):
+        if request.descriptor_type == flight.DescriptorType.PATH:
+            return "/".join(_text(part) for part in (request.path or ())[:4])  # a key has 3 segments
+        return _text(request.command).removeprefix(PATCH_PREFIX)
+    if isinstance(request, flight.Action):
+        body = _text(memoryview(request.body) if request.body is not None else b"")  # no copy of the whole body
+        if request.type == "EXPIRE":
+            try:
+                return str(json.loads(body).get("key"))
+            except (ValueError, AttributeError):
+                return None
+        return body.partition(":")[0] or None
+    if isinstance(request, bytes):  # ListFlights' criteria
+        return _text(request) or None
+    return None
+
+
+def _text(raw: bytes | memoryview | str) -> str:
+    if isinstance(raw, str):
+        return raw[:MAX_LOGGED_BYTES]
+    return bytes(raw[:MAX_LOGGED_BYTES]).decode("utf-8", "replace")

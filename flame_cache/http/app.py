@@ -6,12 +6,13 @@ from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from flame_cache import __version__
 from flame_cache.http import health, listing, objects, page
 from flame_cache.http.context import Shared
 from flame_cache.http.dates import DateHeaders
-from flame_cache.http.errors import install_error_handlers
+from flame_cache.http.errors import FailedRequests, install_error_handlers
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
 from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts, SameOriginWrites
 from flame_cache.http.targets import CheckTargets
@@ -23,6 +24,7 @@ The HTTP mirror of flame-cache's Arrow Flight service, over the same store:
 the same keys, versions and errors. `ETag` is the object's version.
 Writes answer with flamepy's ObjectRef (`endpoint` is the Flight endpoint).
 """
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
@@ -34,15 +36,23 @@ def create_app(
     Limits (object size, key length, deltas) are the store's own."""
     metrics = Metrics(store.usage)
     policy = policy or Policy.open()
-    app = FastAPI(title="flame-cache", version=__version__, description=DESCRIPTION, redoc_url=None)
+    app = FastAPIOffline(
+        title="flame-cache",
+        version=__version__,
+        description=DESCRIPTION,
+        redoc_url=None,
+        static_url=DOCS_ASSETS,  # Swagger UI's script, style sheet and icon, from the package: /docs needs no internet
+        swagger_ui_parameters={"validatorUrl": None},  # else Swagger UI sends the document's URL to swagger.io
+    )
     app.state.context = Shared(store, advertised, metrics, policy)
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
-    # Added innermost first: a request meets DateHeaders, metrics, Host, Origin, then its target.
+    # Added innermost first: a request meets DateHeaders, metrics, the failure log, Host, Origin, then its target.
     app.add_middleware(CheckTargets)
     app.add_middleware(SameOriginWrites)
     app.add_middleware(AllowedHosts, hosts=default_hosts(advertised) if allowed_hosts is None else allowed_hosts)
+    app.add_middleware(FailedRequests)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(DateHeaders)  # outermost: every response gets a Date
     if policy.enabled:

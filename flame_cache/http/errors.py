@@ -5,11 +5,14 @@ the message is the store's own, which names the key, segment or value.
 A refusal of cache.auth is 401 with `WWW-Authenticate: Bearer` (no token, or
 an unknown one) or 403 (a token whose scopes do not cover the key); the
 store's guard has logged it, with the caller, so it is not logged again.
+Every other request answered 400 or more logs one line (`FailedRequests`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,8 +23,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flame_cache.http.conditions import etag
+from flame_cache.requestlog import failed
 from flame_cache.store import (
-    AccessDenied,
     CacheError,
     InvalidArgument,
     LimitExceeded,
@@ -102,8 +105,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CacheError)
     async def cache_error(request: Request, exc: CacheError) -> JSONResponse:
         status, code = status_of(exc)
-        if not isinstance(exc, AccessDenied):  # the guard logged those, with the caller
-            log.info("%s %s refused (%d): %s", request.method, request.scope["path"], status, exc)
         if status == 404:
             request.app.state.context.metrics.miss()
         return error_response(status, code, str(exc), error_headers(exc))
@@ -129,12 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        log.info(
-            "%s %s: the client disconnected during the upload; nothing was stored",
-            request.method,
-            request.scope["path"],
-        )
-        return error_response(400, "client_disconnected", "the client disconnected before the body was complete")
+        # The client will not read it; FailedRequests logs the message.
+        return error_response(400, "client_disconnected", "the client disconnected during the upload; nothing was stored")
 
     app.add_middleware(UnexpectedErrors)
 
@@ -167,3 +164,70 @@ class UnexpectedErrors:
                 raise
             response = error_response(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
             await response(scope, receive, send)
+
+
+GUARD_LOGGED = {"unauthenticated", "permission_denied"}  # cache.auth's refusals: store/guard.py logs them
+NAMED_PREFIXES = ("/v1/objects/", "/v1/namespaces/")  # what follows is the key or namespace
+LOGGED_BODY_BYTES = 4096  # of an error response, for its code and message; error bodies are small
+
+
+class FailedRequests:
+    """One log line for every request answered 400 or more (SPEC 10): the
+    method and path, the key, the peer, the status with the error code, and
+    the message, read back from the JSON error body (only error bodies are
+    looked at). Installed outside the Host and Origin checks, so their
+    refusals are logged too. A response cut short by an exception after it
+    started is logged as `aborted`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status, body = 0, bytearray()
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif status >= 400 and len(body) < LOGGED_BODY_BYTES:
+                body.extend(message.get("body", b"")[: LOGGED_BODY_BYTES - len(body)])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:
+            _log_failed(scope, "aborted", f"{type(exc).__name__}: {exc}", server_side=True)
+            raise
+        if status >= 400:
+            code, message = _error_of(status, bytes(body))
+            if code in GUARD_LOGGED:
+                return
+            _log_failed(scope, f"{status} {code}", message, server_side=status >= 500)
+
+
+def _error_of(status: int, body: bytes) -> tuple[str, str]:
+    """The error code and message of an error body, or the status's phrase."""
+    try:
+        document = json.loads(body)
+        return str(document["error"]), str(document["message"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    return phrase.lower().replace(" ", "_"), phrase
+
+
+def _log_failed(scope: Scope, outcome: str, message: str, *, server_side: bool) -> None:
+    path = scope.get("path", "")
+    key = next((path[len(prefix) :] for prefix in NAMED_PREFIXES if path.startswith(prefix)), None)
+    client = scope.get("client")
+    peer = None
+    if client:
+        host, port = client[0], client[1]
+        peer = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    failed("HTTP", f"{scope.get('method', '?')} {path}", key, peer, outcome, message, server_side=server_side)
