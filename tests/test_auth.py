@@ -33,7 +33,6 @@ import httpx
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-
 from starlette.routing import Mount
 
 from flame_cache.flight.actions import ACTIONS
