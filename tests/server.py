@@ -41,6 +41,8 @@ class CacheServer:
     `with_http=True` also serves the HTTP mirror on a free port, at `http_url`;
     `http` (a mapping) adds keys of `cache.http` beside its endpoint.
     `open_files=(soft, hard)` starts the process with that RLIMIT_NOFILE.
+    `scheme="grpc+tls"` (with `tls=` in `cache`) serves TLS; `client_options`
+    are what a FlightClient needs to reach it (`tls_root_certs`).
     """
 
     def __init__(
@@ -51,12 +53,15 @@ class CacheServer:
         with_http: bool = False,
         http: dict[str, Any] | None = None,
         open_files: tuple[int, int] | None = None,
+        scheme: str = "grpc",
+        client_options: dict[str, Any] | None = None,
         **cache: Any,
     ) -> None:
         self.workdir = workdir
         self.storage = storage
         self.port = free_port()
-        self.endpoint = f"grpc://127.0.0.1:{self.port}"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
+        self.client_options = client_options or {}
         self.http_port = free_port() if with_http else None
         self.http_url = f"http://127.0.0.1:{self.http_port}" if with_http else None
         self.cache = {
@@ -95,7 +100,7 @@ class CacheServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"flame-cache exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with flight.FlightClient(self.endpoint) as client:
+                with self.client() as client:
                     list(client.list_actions(options=flight.FlightCallOptions(timeout=1)))
                 if self.http_url is not None:
                     self._http_ready()
@@ -116,7 +121,7 @@ class CacheServer:
         return self.process.pid
 
     def client(self) -> flight.FlightClient:
-        return flight.FlightClient(self.endpoint)
+        return flight.FlightClient(self.endpoint, **self.client_options)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
