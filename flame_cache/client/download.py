@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.client.errors import ChecksumMismatch, ClientError, InvalidArgument
-from flame_cache.store.checksum import METADATA_KEY
+from flame_cache.store.checksum import from_metadata
 from flame_cache.store.checksum import extend as crc_extend
 from flame_cache.store.objects import FORMAT_KEY, FORMAT_TABLE, VERSION_KEY
 from flame_cache.store.wire import CHUNKED_TICKET
@@ -54,8 +54,7 @@ class Download:
         self.schema = reader.schema
         metadata = self.schema.metadata or {}
         self.is_table = metadata.get(FORMAT_KEY) == FORMAT_TABLE
-        stored = metadata.get(METADATA_KEY)
-        self.stored_crc = None if stored is None or self.is_table else int(stored, 16)
+        self.stored_crc = None if self.is_table else _stored_crc(metadata, key)
         self.received: Received | None = None
 
     def chunks(self) -> Iterator[pa.Buffer | bytes]:
@@ -121,6 +120,13 @@ class Download:
                 return
             if chunk.data is not None:
                 yield chunk.data
+
+
+def _stored_crc(metadata: dict[bytes, bytes], key: str) -> int | None:
+    try:
+        return from_metadata(metadata)
+    except ValueError as exc:  # not 8 hex digits
+        raise ClientError(key, f"the server sent a malformed checksum: {exc}") from None
 
 
 class _Collected:
