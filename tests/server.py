@@ -42,6 +42,8 @@ class CacheServer:
     `http` (a mapping) adds keys of `cache.http` beside its endpoint.
     `open_files=(soft, hard)` starts the process with that RLIMIT_NOFILE;
     `args` are more command-line options (e.g. `["--log-level", "DEBUG"]`).
+    `scheme="grpc+tls"` (with `tls=` in `cache`) serves TLS; `client_options`
+    are what a FlightClient needs to reach it (`tls_root_certs`).
     """
 
     def __init__(
@@ -52,12 +54,15 @@ class CacheServer:
         with_http: bool = False,
         http: dict[str, Any] | None = None,
         open_files: tuple[int, int] | None = None,
+        scheme: str = "grpc",
+        client_options: dict[str, Any] | None = None,
         **cache: Any,
     ) -> None:
         self.workdir = workdir
         self.storage = storage
         self.port = free_port()
-        self.endpoint = f"grpc://127.0.0.1:{self.port}"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
+        self.client_options = client_options or {}
         self.http_port = free_port() if with_http else None
         self.http_url = f"http://127.0.0.1:{self.http_port}" if with_http else None
         self.cache = {
@@ -120,7 +125,7 @@ class CacheServer:
         return self.process.pid
 
     def client(self) -> flight.FlightClient:
-        return flight.FlightClient(self.endpoint)
+        return flight.FlightClient(self.endpoint, **self.client_options)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

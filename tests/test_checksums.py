@@ -256,6 +256,26 @@ def test_a_right_checksum_stores_and_reads_send_it(server, http, size):
     assert partial.status_code == 206 and CHECKSUM not in partial.headers  # the header is of the whole base
 
 
+@pytest.mark.parametrize("size", [100, 9 * MiB + 5], ids=["small", "streamed"])
+def test_the_chunked_form_names_the_checksum_of_the_base_it_sends(server, http, size):
+    """A `chunked:` ticket (and `?chunked=true`) answers with the base's crc32c in the schema
+    metadata, as the file keeps it, so a client checks what it received (flame_cache.client);
+    the compatible form and patch-only reads are as they were, without it."""
+    data = os.urandom(size)
+    key = f"crc/chunked{size}/o"
+    expected = {b"flame.cache.crc32c": b"%08x" % crc32c.crc32c(data)}
+    with server.client() as client:
+        put_path(client, key, data, row_bytes=MiB)
+        patch(client, key, b"a delta")
+        chunked = get(client, f"chunked:{key}")
+        assert chunked.schema.metadata == expected
+        assert b"".join(cell for _, kind, cell in rows(chunked) if kind == "base") == data
+        assert rows(chunked)[-1] == (2, "patch", b"a delta")
+        assert get(client, key).schema.metadata is None and get(client, f"chunked:{key}:1").schema.metadata is None
+    reply = http.get(f"/v1/objects/{key}", params={"format": "arrow", "chunked": "true"})
+    assert pa.ipc.open_stream(reply.content).schema.metadata == expected
+
+
 def test_an_arrow_upload_is_checked_against_its_data(server, http):
     data = os.urandom(5000)
     table = pa.table({"version": pa.array([0, 0], pa.uint64()), "data": pa.array([data[:100], data[100:]])}, schema=OPAQUE)

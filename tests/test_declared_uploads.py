@@ -112,3 +112,54 @@ def _upload_with_metadata(client: flight.FlightClient, key: str, metadata: bytes
         writer.write_with_metadata(opaque(b"z").to_batches()[0], pa.py_buffer(metadata))
         writer.done_writing()
         reader.read()
+
+
+# -- a size declared at the end (a client reading a pipe) ----------------------------
+
+
+def _upload_with_trailer(client: flight.FlightClient, key: str, body: bytes, trailer: bytes | None, *, more: bool = False):
+    """Promise a trailer on the first batch, send `body` in 100-byte rows, then the
+    `trailer` metadata (None: none), then, with `more`, one more row."""
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path(key), OPAQUE)
+    with writer:
+        for number, batch in enumerate(opaque(body, row_bytes=100).to_batches(max_chunksize=1)):
+            if number == 0:
+                writer.write_with_metadata(batch, pa.py_buffer(b'{"size": "trailer"}'))
+            else:
+                writer.write_batch(batch)
+        if trailer is not None:
+            writer.write_metadata(pa.py_buffer(trailer))
+        if more:
+            writer.write_batch(opaque(b"late").to_batches()[0])
+        writer.done_writing()
+        reader.read()
+
+
+def test_a_trailer_declares_the_size_at_the_end(server):
+    """`{"size": "trailer"}` first, `{"size": N}` in a last message of its own: stored only
+    if that trailer came and matches; the old object stays otherwise."""
+    key = "declared/s/trailer"
+    with server.client() as client:
+        put_path(client, key, b"old")
+        for trailer, more, refusal in (
+            (None, False, r"ended without the trailer \{\"size\": N\} it promised; nothing was stored"),
+            (b'{"size": 301}', False, r"ended after 300 of the 301 bytes it declared"),
+            (b'{"size": 299}', False, r"went past its declaration at 300 of the 299 bytes|ended after 300"),
+            (b'{"size": 300}', True, r"sent data after its trailer; nothing was stored"),
+            (b'{"size": "300"}', False, r"its trailer must declare whole numbers"),
+        ):
+            with pytest.raises(pa.ArrowInvalid, match=refusal):
+                _upload_with_trailer(client, key, b"t" * 300, trailer, more=more)
+            assert rows(get(client, key)) == [(1, "base", b"old")]
+        _upload_with_trailer(client, key, b"t" * 300, b'{"size": 300}')
+        assert rows(get(client, key)) == [(2, "base", b"t" * 300)]
+
+
+def test_a_native_table_cannot_promise_a_size(server):
+    table = pa.table({"n": [1]})
+    writer, reader = server.client().do_put(flight.FlightDescriptor.for_path("declared/s/t2"), table.schema)
+    with pytest.raises(pa.ArrowInvalid, match="native table"):
+        with writer:
+            writer.write_with_metadata(table.to_batches()[0], pa.py_buffer(b'{"size": "trailer"}'))
+            writer.done_writing()
+            reader.read()

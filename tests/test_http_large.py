@@ -12,12 +12,12 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pytest
 
+from tests.procmem import memory, reset_peak
 from tests.server import CacheServer
 
 MiB = 2**20
@@ -54,21 +54,6 @@ def crc_of(chunks: Iterator[bytes]) -> tuple[int, int]:
         crc = zlib.crc32(chunk, crc)
         size += len(chunk)
     return crc, size
-
-
-def memory(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) * 1024
-    return fields
-
-
-def reset_peak(pid: int) -> int:
-    """Start VmHWM afresh at the current RSS (Linux >= 4.0); the idle baseline."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    return memory(pid)["VmRSS"]
 
 
 def warm_up(http: httpx.Client) -> None:

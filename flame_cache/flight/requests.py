@@ -27,9 +27,9 @@ import pyarrow.flight as flight
 from flame_cache.store import InvalidArgument
 from flame_cache.store.keys import Namespace, ObjectKey, shorten
 from flame_cache.store.objects import MAX_VERSION
-from flame_cache.store.wire import CHUNK_BYTES
+from flame_cache.store.wire import CHUNK_BYTES, CHUNKED_TICKET
 
-CHUNKED_PREFIX = "chunked:"
+CHUNKED_PREFIX = CHUNKED_TICKET
 PATCH_PREFIX = "PATCH:"
 MAX_FIELD_BYTES = 64 * 1024  # a ticket, command, path, criteria or action name
 

@@ -29,7 +29,7 @@ from flame_cache.store.access import Policy
 from flame_cache.store.guard import AccessGuard
 from flame_cache.store.keys import ObjectKey
 from flame_cache.store.objects import is_opaque_schema
-from flame_cache.store.wire import read_table, response_schema, upload_body
+from flame_cache.store.wire import chunked_batches, read_table, response_schema, upload_body
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,11 @@ class CacheFlightServer(flight.FlightServerBase):
         if read.snapshot.kind is Kind.TABLE and read.mode is ReadMode.FULL:
             # C++ streams the table, with its dictionaries (GeneratorStream sends none)
             return flight.RecordBatchStream(read.snapshot.base)
+        if request.chunk_size is not None:
+            # made as sent, one base row of CHUNK_BYTES at a time, read by range: bounded memory
+            return flight.GeneratorStream(*chunked_batches(read))
         # C++ streams the batches: no call back into Python per message
-        return flight.RecordBatchStream(read_table(read, chunked=request.chunk_size is not None))
+        return flight.RecordBatchStream(read_table(read))
 
     @flight_errors
     def get_flight_info(self, context, descriptor) -> flight.FlightInfo:

@@ -12,7 +12,12 @@ the same batches, so they are decoded and made here, once:
   patch rows sharing batches; Flight sends `read_table` (kept with its
   snapshot for the next reader), HTTP `ipc_chunks`, the same batches as an
   IPC stream in pieces, a large base's bytes read from its blob piece by
-  piece rather than held.
+  piece rather than held;
+- the chunked form (`chunked:` tickets, `?chunked=true`) also says, in its
+  schema metadata (`flame.cache.crc32c`, as a stored file does), the
+  checksum of the base it sends, so a client can check what it received;
+  Flight sends it as `chunked_batches`, each base row read from the blob
+  by range (a large base is never mapped whole).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from flame_cache.store.blobs import Blob, BufferBlob
+from flame_cache.store.checksum import METADATA_KEY, to_metadata
 from flame_cache.store.errors import InvalidArgument
 from flame_cache.store.objects import (
     Kind,
@@ -39,6 +45,7 @@ from flame_cache.store.objects import (
 )
 from flame_cache.store.splice import Splice
 
+CHUNKED_TICKET = "chunked:"  # the ticket prefix of the chunked form (flight/requests.py)
 CHUNK_BYTES = 4 * 1024 * 1024  # a chunked read's base rows; the patch bytes one batch shares; the largest cell built in memory
 PIECE_BYTES = 1024 * 1024  # what one HTTP body message carries, either way
 LARGE_CELL = 2**31 - 1  # past this a cell needs large_binary
@@ -149,20 +156,45 @@ def read_batches(read: Read, *, chunked: bool, held: Callable[[_Part], pa.Buffer
     parts = [part for row in read.rows for part in _parts(row, chunked)]
     large = any(part.size > LARGE_CELL for part in parts)
     schema = response_schema(large=large)
+    if chunked:
+        schema = _with_base_checksum(schema, read)
     return schema, (_batch(schema, group, large, held or _whole) for group in _groups(parts))
 
 
-def read_table(read: Read, *, chunked: bool = False) -> pa.Table:
-    """`read_batches` as one table (Flight). Without `chunked`, the full
+def chunked_batches(read: Read) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """`read_batches` of the chunked form, made as they are sent: a base
+    row's bytes are read from its blob by range (memory-mapped, a 3 GiB base
+    would count 3 GiB towards the process as it went out), so a read holds
+    about one row at a time, whatever the object's size."""
+    return read_batches(read, chunked=True, held=_by_range)
+
+
+def _by_range(part: _Part) -> pa.Buffer:
+    if isinstance(part.blob, BufferBlob):
+        return _whole(part)  # already in memory: a slice, no copy
+    return pa.py_buffer(part.blob.read(part.offset, part.size))
+
+
+def _with_base_checksum(schema: pa.Schema, read: Read) -> pa.Schema:
+    """The schema with the base's crc32c in its metadata, for a read that
+    sends the base and knows its checksum (upstream's files carry none)."""
+    rows = read.rows
+    if not rows or rows[0].kind is not RowKind.BASE or rows[0].data.crc32c is None:
+        return schema
+    return schema.with_metadata({METADATA_KEY: to_metadata(rows[0].data.crc32c)})
+
+
+def read_table(read: Read) -> pa.Table:
+    """`read_batches` of the compatible form as one table (Flight). The full
     read's table and the latest patch-only read's (an object's clients mostly
     hold the same version) are kept with the snapshot, so repeated gets do no
     Python work per row; the patch-only table holds a copy of its deltas."""
-    slot = None if chunked else _CACHED.get(read.mode)
+    slot = _CACHED.get(read.mode)
     if slot is not None:
         rows, table = read.snapshot.responses.get(slot, (None, None))
         if rows == len(read.rows) and table is not None:  # the row count tells patch-only reads apart
             return table
-    schema, batches = read_batches(read, chunked=chunked)
+    schema, batches = read_batches(read, chunked=False)
     table = pa.Table.from_batches(list(batches), schema=schema)
     if slot is not None:
         read.snapshot.responses[slot] = (len(read.rows), table)
