@@ -3,7 +3,9 @@
 The store is synchronous and a body arrives on the event loop, so a write
 runs in a worker thread that pulls the body one piece at a time from the
 loop: neither side ever holds more than a piece (about 1 MiB). The store
-counts the bytes as they come (413 as soon as they pass the limit).
+counts the bytes as they come (413 as soon as they pass the limit). A short
+body of a short write (`Store.short_write`: at most 1 MiB, no fsync) is read
+whole and written on the loop itself: two thread hand-overs cost more.
 
 - `application/octet-stream` (or no Content-Type): the bytes are the object.
 - `application/vnd.apache.arrow.stream`: an Arrow IPC stream, meaning what
@@ -61,8 +63,15 @@ def body_kind(request: Request, limits: WriteLimits, target: str, what: str = ""
     return ARROW if media == ARROW else RAW
 
 
-async def with_body(request: Request, work: Callable[[Iterator[bytes]], T]) -> T:
-    """Run `work(chunks)` in a worker thread, `chunks` being the request body."""
+async def with_body(request: Request, work: Callable[[Iterator[bytes]], T], short: Callable[[int], bool]) -> T:
+    """Run `work(chunks)`, `chunks` being the request body: on the event loop
+    if its Content-Length is one that `short` accepts (the store's
+    `short_write`: the body is read whole first, and the write is quicker
+    than a hand-over to a thread and back), else in a worker thread."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and short(int(declared)):
+        body = await request.body()
+        return work(iter((body,) if body else ()))
     pieces = _pieces(request.stream())
 
     async def next_piece() -> bytes | None:

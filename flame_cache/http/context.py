@@ -33,9 +33,10 @@ class Context:
     auth: bool  # cache.auth is on: the web page offers its token form
 
 
-def context(request: Request) -> Context:
+async def context(request: Request) -> Context:
     """FastAPI dependency: the caller of this request (its `Authorization:
-    Bearer` header) and the store as that caller may use it."""
+    Bearer` header) and the store as that caller may use it. Async, as it
+    blocks on nothing: FastAPI would run a plain function in a thread."""
     shared: Shared = request.app.state.context
     credentials = parse_authorization(request.headers.get("authorization"))
     client = request.client

@@ -22,9 +22,11 @@ from email.utils import formatdate
 from typing import Literal
 from urllib.parse import quote
 
+import pyarrow as pa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from flame_cache.http.bodies import (
     ARROW,
@@ -48,7 +50,7 @@ from flame_cache.http.conditions import (
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
 from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot, checksum
-from flame_cache.store.blobs import Blob
+from flame_cache.store.blobs import Blob, BufferBlob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.expiry import MAX_TTL
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
@@ -56,6 +58,9 @@ from flame_cache.store.objects import MAX_VERSION
 from flame_cache.store.wire import blob_pieces, ipc_chunks
 
 router = APIRouter(prefix="/v1", tags=["objects"])
+# A read of at most this many bytes, all in memory, is answered from the event
+# loop in one message; a longer one, or one read from its files, streams from a thread.
+SHORT_BODY_BYTES = 1024 * 1024
 
 TTL_QUERY = Query(
     None, ge=0, le=MAX_TTL, description="Seconds until the object expires (its own TTL, kept across writes); 0 clears it"
@@ -98,7 +103,7 @@ def object_path(key: str) -> str:
 
 
 @router.get("/objects/{key:path}", responses=READ_RESPONSES, response_class=Response)
-def get_object(
+async def get_object(
     key: str,
     request: Request,
     format_: Literal["raw", "arrow"] | None = Query(
@@ -127,7 +132,7 @@ def get_object(
     holds comes from `?version=` or, failing that, a single If-None-Match
     version that is not the current one (then only the newer patches come).
     """
-    snapshot = ctx.store.get(ObjectKey.parse(key))
+    snapshot = await _snapshot(ctx, key)
     info = snapshot.info()
     tags = parse_etags(if_none_match, "If-None-Match")
     if matches(tags, info.version):
@@ -150,7 +155,7 @@ def get_object(
 
 
 @router.head("/objects/{key:path}", responses={200: {"description": "Headers of GET, no body"}, **RESPONSES})
-def head_object(
+async def head_object(
     key: str,
     request: Request,
     format_: Literal["raw", "arrow"] | None = Query(None, alias="format"),
@@ -160,7 +165,7 @@ def head_object(
     """Metadata only: ETag, version, deltas, sizes, Last-Modified, the
     Content-Length a raw GET would have, and X-Flame-Expires (an HTTP date)
     if the object expires."""
-    snapshot = ctx.store.get(ObjectKey.parse(key))
+    snapshot = await _snapshot(ctx, key)
     headers = _headers(snapshot.info())
     expires = ctx.store.expires(snapshot.key)
     if expires is not None:
@@ -171,6 +176,20 @@ def head_object(
         return StreamingResponse(iter(()), headers=headers, media_type=ARROW)  # length unknown: none given
     headers.update({"Content-Length": str(snapshot.base.size), "Accept-Ranges": "bytes", **_checksum(snapshot.base)})
     return Response(status_code=200, headers=headers, media_type=RAW)
+
+
+async def _snapshot(ctx: Context, key: str) -> Snapshot:
+    """The object, from memory on the event loop, else loaded in a worker thread."""
+    parsed = ObjectKey.parse(key)
+    return ctx.store.resident(parsed) or await run_in_threadpool(ctx.store.get, parsed)
+
+
+def _body(blob: Blob, start: int, end: int, status: int, headers: dict[str, str], media_type: str) -> Response:
+    """Bytes [start, end) of a blob: a short part of one in memory sent from
+    the event loop as it is; anything else read piece by piece in a thread."""
+    if isinstance(blob, BufferBlob) and end - start <= SHORT_BODY_BYTES:
+        return Response(memoryview(blob.buffer())[start:end], status, headers, media_type)
+    return StreamingResponse(blob_pieces(blob, start, end), status, headers, media_type)
 
 
 def _wants_arrow(format_: str | None, accept: str | None) -> bool:
@@ -229,9 +248,9 @@ def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download:
     ctx.metrics.hit()
     if part is None:
         headers.update({"Content-Length": str(size), **_checksum(base)})
-        return StreamingResponse(blob_pieces(base, 0, size), media_type=RAW, headers=headers)
+        return _body(base, 0, size, 200, headers, RAW)
     headers.update({"Content-Length": str(part.length), "Content-Range": part.content_range(size)})
-    return StreamingResponse(blob_pieces(base, part.start, part.end), 206, media_type=RAW, headers=headers)
+    return _body(base, part.start, part.end, 206, headers, RAW)
 
 
 def _delta(snapshot: Snapshot, index: int, ctx: Context) -> Response:
@@ -242,11 +261,7 @@ def _delta(snapshot: Snapshot, index: int, ctx: Context) -> Response:
         )
     ctx.metrics.hit()
     delta = snapshot.deltas[index]
-    return StreamingResponse(
-        blob_pieces(delta, 0, delta.size),
-        media_type=RAW,
-        headers={**_headers(info), "Content-Length": str(delta.size)},
-    )
+    return _body(delta, 0, delta.size, 200, {**_headers(info), "Content-Length": str(delta.size)}, RAW)
 
 
 def _arrow(snapshot: Snapshot, client_version: int, chunked: bool, ctx: Context) -> Response:
@@ -256,7 +271,17 @@ def _arrow(snapshot: Snapshot, client_version: int, chunked: bool, ctx: Context)
     else:
         ctx.metrics.hit()
     headers = {**_headers(snapshot.info()), "X-Flame-Read": read.mode.value}
+    if _in_memory(snapshot) and snapshot.size <= SHORT_BODY_BYTES:  # framed on the event loop, sent at once
+        return Response(b"".join(ipc_chunks(read, chunked=chunked)), media_type=ARROW, headers=headers)
     return StreamingResponse(ipc_chunks(read, chunked=chunked), media_type=ARROW, headers=headers)
+
+
+def _in_memory(snapshot: Snapshot) -> bool:
+    """Whether every byte of the object is in memory (none is read from its files)."""
+    base = snapshot.base
+    return (isinstance(base, pa.Table) or isinstance(base, BufferBlob)) and all(
+        isinstance(delta, BufferBlob) for delta in snapshot.deltas
+    )
 
 
 # -- writes ---------------------------------------------------------------
@@ -296,7 +321,7 @@ async def put_object(
         )
 
     try:
-        info = await with_body(request, write)
+        info = await with_body(request, write, ctx.store.short_write)
     except ObjectNotFound:
         if if_match is None:
             raise
@@ -328,6 +353,7 @@ async def create_object(
     info = await with_body(
         request,
         lambda chunks: ctx.store.create(space, upload_payload(kind, chunks, limits, namespace), crc32c=crc, ttl=ttl),
+        ctx.store.short_write,
     )
     return _ref(ctx, info, 201)
 
@@ -362,6 +388,7 @@ async def patch_object(
         lambda chunks: ctx.store.patch(
             target, delta_payload(kind, chunks, limits, key), condition=condition, crc32c=crc, ttl=ttl
         ),
+        ctx.store.short_write,
     )
     return _ref(ctx, info, 200)
 

@@ -90,6 +90,15 @@ class AccessGuard:
         self._require(READ, "get", key.segments, str(key))
         return self.store.get(key)
 
+    def resident(self, key: ObjectKey | str) -> Snapshot | None:
+        """`Store.resident`: the snapshot if in memory, else None (then `get`)."""
+        key = ObjectKey.parse(key)
+        self._require(READ, "get", key.segments, str(key))
+        return self.store.resident(key)
+
+    def short_write(self, size: int) -> bool:
+        return self.store.short_write(size)
+
     def info(self, key: ObjectKey | str) -> ObjectInfo:
         key = ObjectKey.parse(key)
         self._require(READ, "info", key.segments, str(key))

@@ -40,6 +40,9 @@ from flame_cache.store.pending import PendingFile, cut_name, disk_failure, is_te
 log = logging.getLogger(__name__)
 
 SUFFIX = OBJECT_SUFFIX
+# A write from memory up to this size, without fsync, takes tens of microseconds
+# (figures: bench/README.md): short enough for the HTTP event loop to make it itself.
+SHORT_WRITE_BYTES = 1024 * 1024
 QUARANTINE = ".quarantine"  # hidden, like temporary names: no key segment begins with '.'
 
 
@@ -144,6 +147,11 @@ class Layout:
         pending.install()
         if not fresh:
             _remove_tree(deltas)
+
+    def short_write(self, size: int) -> bool:
+        """A write from memory of at most SHORT_WRITE_BYTES that does not fsync:
+        a handful of system calls of tens of microseconds (bench/README.md)."""
+        return not self.folders.fsync and size <= SHORT_WRITE_BYTES
 
     def turn(self, size: int) -> AbstractContextManager[object]:
         """Writes from memory take turns. One is a handful of short system

@@ -381,6 +381,22 @@ class Store:
         with self.index.key_lock(name):
             return entry.snapshot or self._load(self._require(entry.key))
 
+    def resident(self, key: KeyLike) -> Snapshot | None:
+        """`get` if the object is in memory (so it touches no disk: an event
+        loop may call it), else None: then call `get`, which loads it or
+        raises ObjectNotFound."""
+        name = str(key)
+        entry = self.index.get(name)
+        if entry is None or entry.snapshot is None:
+            return None
+        return self.get(name)
+
+    def short_write(self, size: int) -> bool:
+        """True if writing `size` bytes from memory is a few short system
+        calls (no fsync, at most SHORT_WRITE_BYTES): an event loop may make
+        that write itself rather than hand it to a thread."""
+        return self.layout is None or self.layout.short_write(size)
+
     def info(self, key: KeyLike) -> ObjectInfo:
         """Metadata of an object, also one dropped on disk by another process.
         An object not in memory is read for it, not kept."""
