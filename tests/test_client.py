@@ -2,9 +2,9 @@
 
 Against a real server: writes from a path, a file object, bytes and
 iterators of any piece size; reads into a path, a file object, or chunk by
-chunk; a write that fails half way stores nothing. Against a stand-in
-(tests/stub_flight.py): the token on every call, refusals as typed errors,
-and a download whose bytes do not match their checksum. Settings as flamepy
+chunk; a write that fails half way stores nothing; the token on every
+call, refusals as typed errors (cache.auth), and a download whose bytes do
+not match their checksum (a byte flipped in the stored file). Settings as flamepy
 resolves them, and TLS with the CA from each of the places flamepy reads it.
 """
 
@@ -32,7 +32,6 @@ from flame_cache.client import (
 )
 from tests.cli import cli_env, run
 from tests.server import CacheServer, free_port
-from tests.stub_flight import StubServer
 
 MiB = 2**20
 
@@ -133,67 +132,74 @@ def test_an_unreachable_server_is_unavailable():
         client.stat("a/b/c")
 
 
-# -- the token, refusals and checksums, against a stand-in ----------------------
+# -- the token, refusals and checksums, against a real server -------------------
 
 
-def test_the_token_goes_on_every_call_and_a_wrong_one_is_refused(tmp_path):
-    with StubServer(token="s3cret") as stub:
-        with Client(stub.endpoint, token="s3cret") as client:
-            client.put("app/s/k", b"data")
-            client.get("app/s/k", io.BytesIO())
+TOKEN = "s3cret-client-token"
+
+
+@pytest.fixture
+def guarded(make_server, tmp_path) -> CacheServer:
+    """A server with cache.auth: the `ci` token may read, write and delete app/*; anonymous nothing."""
+    (tmp_path / "ci").write_text(TOKEN + "\n")
+    scopes = ["read:app/*", "write:app/*", "delete:app/*"]
+    return make_server(auth={"tokens": [{"name": "ci", "token_file": str(tmp_path / "ci"), "scopes": scopes}]})
+
+
+def test_the_token_goes_on_every_call_and_a_wrong_one_is_refused(guarded, tmp_path):
+    with Client(guarded.endpoint, token=TOKEN) as client:  # each call would be refused without it
+        client.put("app/s/k", b"data")
+        out = io.BytesIO()
+        client.get("app/s/k", out)
+        assert out.getvalue() == b"data"
+        assert client.stat("app/s/k").size == 4
+        assert [info.key for info in client.list("app")] == ["app/s/k"]
+        with pytest.raises(PermissionDenied, match="no delete scope of token .ci. covers it"):
+            client.delete("other/s")
+    for token in (None, "wrong"):
+        with Client(guarded.endpoint, token=token) as client, pytest.raises(Unauthenticated):
             client.stat("app/s/k")
-            client.list("app")
-            client.delete("app/*")
-        assert len(stub.seen) == 5 and {auth for _, auth in stub.seen} == {"Bearer s3cret"}
-        with Client(stub.endpoint, token="wrong") as client, pytest.raises(Unauthenticated, match="bearer token"):
-            client.stat("app/s/k")
-        with Client(stub.endpoint, token="s3cret") as client, pytest.raises(PermissionDenied, match="scopes"):
-            client.delete("denied/s")
 
-        (tmp_path / "token").write_text("s3cret\n")
-        home = tmp_path / "home"
-        for args in (("--token-file", str(tmp_path / "token")), ()):
-            ran = run("stat", *args, "app/s/k", home=home, endpoint=stub.endpoint,
-                      env=None if args else _env_with_token(home, stub.endpoint, "s3cret"))
-            assert ran.status == 0, ran.err
-        refused = run("stat", "app/s/k", home=home, env=_env_with_token(home, stub.endpoint, "wrong"))
-        assert refused.status == 1 and refused.err.splitlines() == [
-            "flame-cache stat: app/s/k: a valid bearer token is required"
-        ]
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    home = tmp_path / "home"
+    for args in (("--token-file", str(tmp_path / "token")), ()):
+        ran = run("stat", *args, "app/s/k", home=home, endpoint=guarded.endpoint,
+                  env=None if args else _env_with_token(home, guarded.endpoint, TOKEN))
+        assert ran.status == 0, ran.err
+    refused = run("stat", "app/s/k", home=home, env=_env_with_token(home, guarded.endpoint, "wrong"))
+    assert refused.status == 1 and len(refused.err.splitlines()) == 1
+    assert refused.err.startswith("flame-cache stat: app/s/k: ") and "not one this server knows" in refused.err
+    with Client(guarded.endpoint, token=TOKEN) as client:
+        client.delete("app/*")
+        with pytest.raises(NotFound):
+            client.stat("app/s/k")
 
 
 def _env_with_token(home: Path, endpoint: str, token: str) -> dict[str, str]:
     return cli_env(home, endpoint, FLAME_CACHE_TOKEN=token)
 
 
-def test_bytes_that_do_not_match_their_checksum_are_refused(tmp_path):
-    with StubServer(corrupt=True) as stub, Client(stub.endpoint) as client:
+def test_bytes_that_do_not_match_their_checksum_are_refused(make_server, tmp_path):
+    """A large base is sent from its file: a byte flipped there after the
+    load's check goes out, and the client's own check refuses it."""
+    server = make_server()
+    data = bytes(range(256)) * (9 * MiB // 256)  # over 4 MiB: served from its file
+    with Client(server.endpoint) as client:
+        client.put("app/s/k", data)
+        client.get("app/s/k", io.BytesIO())  # loaded (and checked) by the server
+        path = server.storage / "app" / "s" / "k.arrow"
+        with path.open("r+b") as stored:
+            stored.seek(path.stat().st_size // 2)
+            byte = stored.read(1)
+            stored.seek(-1, io.SEEK_CUR)
+            stored.write(bytes([byte[0] ^ 0xFF]))
         with pytest.raises(ChecksumMismatch, match="do not match its stored checksum"):
             client.get("app/s/k", tmp_path / "out.bin")
-        assert not (tmp_path / "out.bin").exists() and not list(tmp_path.glob(".*.part"))
-        ran = run("get", "app/s/k", str(tmp_path / "out.bin"), home=tmp_path / "home", endpoint=stub.endpoint)
-        assert ran.status == 1 and len(ran.err.splitlines()) == 1
-        assert ran.err.startswith("flame-cache get: app/s/k: the bytes received do not match its stored checksum")
-        assert not (tmp_path / "out.bin").exists()
-
-
-def test_a_refused_token_against_the_real_server(make_server, tmp_path):
-    """Runs once the server checks tokens (the security issue); until then it skips."""
-    (tmp_path / "ci").write_text("right-token")
-    server = make_server(auth={"tokens": [{"name": "ci", "token_file": str(tmp_path / "ci"), "scopes": ["admin:*"]}]})
-    with Client(server.endpoint) as anonymous:
-        try:
-            anonymous.stat("app/s/k")
-        except (Unauthenticated, PermissionDenied):
-            pass
-        except NotFound:
-            pytest.skip("this server does not check tokens yet")
-    home = tmp_path / "home"
-    assert run("put", "-", "app/s/k", home=home, env=_env_with_token(home, server.endpoint, "right-token"),
-               stdin=b"x").status == 0
-    refused = run("stat", "app/s/k", home=home, env=_env_with_token(home, server.endpoint, "wrong-token"))
-    assert refused.status == 1 and len(refused.err.splitlines()) == 1
-    assert refused.err.startswith("flame-cache stat: app/s/k: ")
+    assert not (tmp_path / "out.bin").exists() and not list(tmp_path.glob(".*.part"))
+    ran = run("get", "app/s/k", str(tmp_path / "out.bin"), home=tmp_path / "home", endpoint=server.endpoint)
+    assert ran.status == 1 and len(ran.err.splitlines()) == 1
+    assert ran.err.startswith("flame-cache get: app/s/k: the bytes received do not match its stored checksum")
+    assert not (tmp_path / "out.bin").exists()
 
 
 # -- settings, as flamepy resolves them ------------------------------------------
