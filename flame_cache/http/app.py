@@ -13,6 +13,7 @@ from flame_cache.http import health, listing, objects, page
 from flame_cache.http.context import Shared
 from flame_cache.http.dates import DateHeaders
 from flame_cache.http.errors import FailedRequests, install_error_handlers
+from flame_cache.http.lane import ObjectLane
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
 from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts, SameOriginWrites
 from flame_cache.http.targets import CheckTargets
@@ -48,7 +49,8 @@ def create_app(
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
-    # Added innermost first: a request meets DateHeaders, metrics, the failure log, Host, Origin, then its target.
+    # Added innermost first: a request meets DateHeaders, metrics, the failure log, Host, Origin, its target, the lane.
+    app.add_middleware(ObjectLane)  # innermost: the commonest object requests, straight to their routes
     app.add_middleware(CheckTargets)
     app.add_middleware(SameOriginWrites)
     app.add_middleware(AllowedHosts, hosts=default_hosts(advertised) if allowed_hosts is None else allowed_hosts)

@@ -101,17 +101,29 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(CacheError)
-    async def cache_error(request: Request, exc: CacheError) -> JSONResponse:
+def handled_error(request: Request, exc: Exception) -> JSONResponse | None:
+    """The answer to an error a route raised: the store's, HttpError, or a
+    client gone mid-upload; None for any other (a bug: UnexpectedErrors)."""
+    if isinstance(exc, CacheError):
         status, code = status_of(exc)
         if status == 404:
             request.app.state.context.metrics.miss()
         return error_response(status, code, str(exc), error_headers(exc))
-
-    @app.exception_handler(HttpError)
-    async def http_error(request: Request, exc: HttpError) -> JSONResponse:
+    if isinstance(exc, HttpError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, ClientDisconnect):  # the client will not read it; FailedRequests logs the message
+        return error_response(400, "client_disconnected", "the client disconnected during the upload; nothing was stored")
+    return None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def route_error(request: Request, exc: Exception) -> JSONResponse:
+        response = handled_error(request, exc)
+        assert response is not None  # registered only for the errors it answers
+        return response
+
+    for error in (CacheError, HttpError, ClientDisconnect):
+        app.add_exception_handler(error, route_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -127,11 +139,6 @@ def install_error_handlers(app: FastAPI) -> None:
             f"no route for {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
         )
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
-
-    @app.exception_handler(ClientDisconnect)
-    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        # The client will not read it; FailedRequests logs the message.
-        return error_response(400, "client_disconnected", "the client disconnected during the upload; nothing was stored")
 
     app.add_middleware(UnexpectedErrors)
 

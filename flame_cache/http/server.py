@@ -88,6 +88,7 @@ class HttpServer:
         self.config = uvicorn.Config(
             app,
             http=guarded_protocol(limits, throttled),
+            loop="asyncio",  # chosen, not whatever happens to be installed (uvloop handles accept errors otherwise)
             lifespan="off",
             log_config=None,  # the process's logging, as configured by the CLI
             access_log=False,
