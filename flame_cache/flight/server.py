@@ -32,6 +32,8 @@ from flame_cache.store.objects import is_opaque_schema
 from flame_cache.store.wire import chunked_batches, read_table, response_schema, upload_body
 
 log = logging.getLogger(__name__)
+# Made once: pyarrow builds default options per stream, reading the environment each time.
+WRITE_OPTIONS = pa.ipc.IpcWriteOptions()
 
 
 class CacheFlightServer(flight.FlightServerBase):
@@ -53,7 +55,7 @@ class CacheFlightServer(flight.FlightServerBase):
 
     def _guard(self, context: flight.ServerCallContext) -> AccessGuard:
         """The store as this call's caller may use it."""
-        return AccessGuard(self._store, auth.caller(context), context.peer())
+        return AccessGuard(self._store, auth.caller(context), context.peer)
 
     # -- writes ----------------------------------------------------------
 
@@ -88,12 +90,12 @@ class CacheFlightServer(flight.FlightServerBase):
         read = self._guard(context).get(request.key).read(request.client_version)
         if read.snapshot.kind is Kind.TABLE and read.mode is ReadMode.FULL:
             # C++ streams the table, with its dictionaries (GeneratorStream sends none)
-            return flight.RecordBatchStream(read.snapshot.base)
+            return flight.RecordBatchStream(read.snapshot.base, options=WRITE_OPTIONS)
         if request.chunk_size is not None:
             # made as sent, one base row of CHUNK_BYTES at a time, read by range: bounded memory
             return flight.GeneratorStream(*chunked_batches(read))
         # C++ streams the batches: no call back into Python per message
-        return flight.RecordBatchStream(read_table(read))
+        return flight.RecordBatchStream(read_table(read), options=WRITE_OPTIONS)
 
     @flight_errors
     def get_flight_info(self, context, descriptor) -> flight.FlightInfo:

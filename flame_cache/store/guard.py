@@ -16,6 +16,7 @@ raises Unauthenticated for a caller without a known token (UNAUTHENTICATED
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flame_cache.store import repair
@@ -35,8 +36,14 @@ READ, WRITE, DELETE, ADMIN = Operation.READ, Operation.WRITE, Operation.DELETE, 
 
 
 class AccessGuard:
-    def __init__(self, store: Store, principal: Principal, peer: str = "") -> None:
-        self.store, self.principal, self.peer = store, principal, peer
+    def __init__(self, store: Store, principal: Principal, peer: str | Callable[[], str] = "") -> None:
+        """`peer` names the caller's address in refusals: text, or a function
+        asked only when a refusal is logged (gRPC's costs a call each time)."""
+        self.store, self.principal, self._peer = store, principal, peer
+
+    @property
+    def peer(self) -> str:
+        return self._peer() if callable(self._peer) else self._peer
 
     @property
     def write_limits(self) -> WriteLimits:

@@ -18,6 +18,8 @@ Two keys, or a key and a name of the server's, never share a path.
 
 from __future__ import annotations
 
+import functools
+
 import re
 import unicodedata
 import uuid
@@ -173,11 +175,18 @@ class ObjectKey(_Path):
         naming the bad segment and the rule."""
         if isinstance(text, ObjectKey):
             return text
-        return cls(_segments(text, "object key", (2, 3), "'session/object' or 'app/session/object'", check_object_id), text)
+        return _parse_key(text) if isinstance(text, str) else _parse_key.__wrapped__(text)
 
     @property
     def object_id(self) -> str:
         return self.segments[-1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_key(text: str) -> ObjectKey:
+    """Keys are checked once per text while in use: an ObjectKey is immutable,
+    and a failed check raises (never cached)."""
+    return ObjectKey(_segments(text, "object key", (2, 3), "'session/object' or 'app/session/object'", check_object_id), text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ FORMAT_TABLE = b"arrow-table-v1"
 
 OPAQUE_FIELDS = ("version", "data")
 MAX_VERSION = 2**64 - 1  # versions are uint64 cells
-_BINARY, _LARGE_BINARY = pa.binary(), pa.large_binary()
+_BINARY, _LARGE_BINARY, _UINT64 = pa.binary(), pa.large_binary(), pa.uint64()
+_OPAQUE_NAMES = list(OPAQUE_FIELDS)
 
 
 class Kind(str, Enum):
@@ -40,12 +41,13 @@ def is_opaque_schema(schema: pa.Schema) -> bool:
     A schema that says `flame.cache.format = arrow-table-v1`, or any other
     shape, is a native table and is kept as sent.
     """
-    if (schema.metadata or {}).get(FORMAT_KEY) == FORMAT_TABLE:
+    if len(schema) != 2 or schema.names != _OPAQUE_NAMES:
         return False
-    if tuple(schema.names) != OPAQUE_FIELDS:
+    metadata = schema.metadata
+    if metadata and metadata.get(FORMAT_KEY) == FORMAT_TABLE:
         return False
-    version, data = schema.field("version").type, schema.field("data").type
-    return version == pa.uint64() and data in (pa.binary(), pa.large_binary())
+    version, data = schema.types
+    return version == _UINT64 and (data == _BINARY or data == _LARGE_BINARY)
 
 
 def stamp_table(table: pa.Table, version: int) -> pa.Table:
