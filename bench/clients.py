@@ -22,7 +22,7 @@ from bench.http_adapter import HttpAdapter, NotAvailable
 UPLOAD_SCHEMA = pa.schema([pa.field("version", pa.uint64()), pa.field("data", pa.binary())])
 MiB = 1 << 20
 
-__all__ = ["Payload", "FlightAdapter", "RedisAdapter", "HttpAdapter", "NotAvailable", "make_adapter"]
+__all__ = ["Payload", "FlightAdapter", "StreamingClientAdapter", "RedisAdapter", "HttpAdapter", "NotAvailable", "make_adapter"]
 
 
 def make_bytes(size: int, seed: int = 0) -> bytes:
@@ -156,10 +156,40 @@ class RedisAdapter:
         self.r.close()
 
 
+class StreamingClientAdapter:
+    """flame_cache.client: puts from the payload's bytes (declared size),
+    gets through the `chunked:` ticket in rows of 4 MiB, checked against the
+    stored crc32c, each row counted and dropped (nothing joined). Only puts
+    and gets: the other workloads are flamepy's, which the `flight` column runs."""
+
+    name = "client"
+
+    def __init__(self, endpoint: str) -> None:
+        from flame_cache.client import Client
+
+        self.client = Client(endpoint, timeout=600)
+
+    def put(self, key: str, payload: Payload) -> int:
+        return self.client.put(key, payload.view, size=len(payload.view)).version
+
+    def get(self, key: str) -> int:
+        return sum(len(chunk) if isinstance(chunk, bytes) else chunk.size for chunk in self.client.iter_chunks(key))
+
+    def _not_a_client_row(self, *args) -> int:
+        raise NotAvailable("n/a: the client column runs puts and gets only")
+
+    prepare_not_modified = not_modified = patch = patches = _not_a_client_row
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def make_adapter(address: dict):
     kind, endpoint = address["kind"], address["endpoint"]
     if kind == "flight":
         return FlightAdapter(endpoint)
+    if kind == "client":
+        return StreamingClientAdapter(endpoint)
     if kind == "redis":
         return RedisAdapter(endpoint)
     if kind == "http":

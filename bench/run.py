@@ -316,14 +316,14 @@ class Bench:
             server.stop()
 
     def flame_cache_section(self, wanted: set[str]) -> None:
-        """Flight rows, then HTTP rows (if the mirror answers), then memory; one flame-cache process."""
+        """Flight rows (flamepy's calls, then flame_cache.client's), HTTP rows (if the mirror answers), then memory; one flame-cache process."""
         cache = FlameCache(self.workdir)
         self.progress(f"flame-cache: starting (storage {cache.storage})")
         try:
             cache.start()
         except ServerError as exc:
             self.progress(f"flame-cache: ERROR {exc}")
-            for label in ("flight", "http"):
+            for label in ("flight", "client", "http"):
                 self.mark(label, f"error: flame-cache did not start: {str(exc).splitlines()[0]}")
             return
         try:
@@ -331,6 +331,10 @@ class Bench:
                 self.run_rows("flight", cache, cache.address())
             else:
                 self.mark("flight", "not selected (--servers)")
+            if "client" in wanted:
+                self.run_rows("client", cache, {"kind": "client", "endpoint": cache.endpoint})
+            else:
+                self.mark("client", "not selected (--servers)")
             ok, why = cache.http_status()
             if "http" not in wanted:
                 self.mark("http", "not selected (--servers)")
@@ -443,10 +447,10 @@ def main(argv: list[str] | None = None) -> int:
                 bench.section("asgi", BareAsgi(workdir), memory=False)
             else:
                 bench.mark("asgi", "not selected (--servers)")
-            if wanted & {"flight", "http"}:
+            if wanted & {"flight", "http", "client"}:
                 bench.flame_cache_section(wanted)
             else:
-                for label in ("flight", "http"):
+                for label in ("flight", "client", "http"):
                     bench.mark(label, "not selected (--servers)")
             if "redis" in wanted and redis_bin:
                 bench.section("redis", Redis(workdir, redis_bin), memory=not args.skip_memory)
