@@ -12,7 +12,7 @@ from flame_cache import __version__
 from flame_cache.http import health, listing, objects, page
 from flame_cache.http.context import Shared
 from flame_cache.http.dates import DateHeaders
-from flame_cache.http.errors import FailedRequests, install_error_handlers
+from flame_cache.http.errors import FailedRequests, UnexpectedErrors, install_error_handlers
 from flame_cache.http.lane import ObjectLane
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
 from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts, SameOriginWrites
@@ -51,6 +51,7 @@ def create_app(
         app.include_router(module.router)
     # Added innermost first: a request meets DateHeaders, metrics, the failure log, Host, Origin, its target, the lane.
     app.add_middleware(ObjectLane)  # innermost: the commonest object requests, straight to their routes
+    app.add_middleware(UnexpectedErrors)  # outside the lane, so a bug in its routes answers 500 JSON too
     app.add_middleware(CheckTargets)
     app.add_middleware(SameOriginWrites)
     app.add_middleware(AllowedHosts, hosts=default_hosts(advertised) if allowed_hosts is None else allowed_hosts)

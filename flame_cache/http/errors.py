@@ -140,8 +140,6 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
-    app.add_middleware(UnexpectedErrors)
-
 
 class UnexpectedErrors:
     """A bug answers 500 JSON naming the error, and the connection stays
