@@ -11,12 +11,11 @@ from fastapi_offline import FastAPIOffline
 from flame_cache import __version__
 from flame_cache.http import health, listing, objects, page
 from flame_cache.http.context import Shared
-from flame_cache.http.dates import DateHeaders
-from flame_cache.http.errors import FailedRequests, UnexpectedErrors, install_error_handlers
+from flame_cache.http.edge import Edge
+from flame_cache.http.errors import install_error_handlers
 from flame_cache.http.lane import ObjectLane
 from flame_cache.http.metrics import Metrics, MetricsMiddleware
-from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts, SameOriginWrites
-from flame_cache.http.targets import CheckTargets
+from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts
 from flame_cache.store import Store
 from flame_cache.store.access import Policy
 
@@ -49,15 +48,10 @@ def create_app(
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
-    # Added innermost first: a request meets DateHeaders, metrics, the failure log, Host, Origin, its target, the lane.
-    app.add_middleware(ObjectLane)  # innermost: the commonest object requests, straight to their routes
-    app.add_middleware(UnexpectedErrors)  # outside the lane, so a bug in its routes answers 500 JSON too
-    app.add_middleware(CheckTargets)
-    app.add_middleware(SameOriginWrites)
-    app.add_middleware(AllowedHosts, hosts=default_hosts(advertised) if allowed_hosts is None else allowed_hosts)
-    app.add_middleware(FailedRequests)
+    # Added innermost first: a request meets metrics, the edge (Host, Origin, target; Date, 500s, the failure log), the lane.
+    app.add_middleware(ObjectLane)  # the commonest object requests, straight to their routes
+    app.add_middleware(Edge, hosts=AllowedHosts(default_hosts(advertised) if allowed_hosts is None else allowed_hosts))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(DateHeaders)  # outermost: every response gets a Date
     if policy.enabled:
         document_bearer(app)
     return app

@@ -5,7 +5,8 @@ the message is the store's own, which names the key, segment or value.
 A refusal of cache.auth is 401 with `WWW-Authenticate: Bearer` (no token, or
 an unknown one) or 403 (a token whose scopes do not cover the key); the
 store's guard has logged it, with the caller, so it is not logged again.
-Every other request answered 400 or more logs one line (`FailedRequests`).
+Every other request answered 400 or more logs one line (`log_error_response`,
+called by the edge, edge.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from flame_cache.http.conditions import etag
 from flame_cache.requestlog import failed
@@ -103,7 +104,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def handled_error(request: Request, exc: Exception) -> JSONResponse | None:
     """The answer to an error a route raised: the store's, HttpError, or a
-    client gone mid-upload; None for any other (a bug: UnexpectedErrors)."""
+    client gone mid-upload; None for any other (a bug: the edge answers 500)."""
     if isinstance(exc, CacheError):
         status, code = status_of(exc)
         if status == 404:
@@ -111,7 +112,7 @@ def handled_error(request: Request, exc: Exception) -> JSONResponse | None:
         return error_response(status, code, str(exc), error_headers(exc))
     if isinstance(exc, HttpError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
-    if isinstance(exc, ClientDisconnect):  # the client will not read it; FailedRequests logs the message
+    if isinstance(exc, ClientDisconnect):  # the client will not read it; the edge logs the message
         return error_response(400, "client_disconnected", "the client disconnected during the upload; nothing was stored")
     return None
 
@@ -141,76 +142,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
 
-class UnexpectedErrors:
-    """A bug answers 500 JSON naming the error, and the connection stays
-    usable (Starlette's own last-resort handler re-raises, and uvicorn then
-    drops the connection). Once a body has started, the response can only be
-    cut short, so the client sees an incomplete body rather than wrong data."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watching_send)
-        except Exception as exc:
-            log.exception("%s %s failed", scope["method"], scope["path"])
-            if started:
-                raise
-            response = error_response(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
-            await response(scope, receive, send)
-
-
 GUARD_LOGGED = {"unauthenticated", "permission_denied"}  # cache.auth's refusals: store/guard.py logs them
 NAMED_PREFIXES = ("/v1/objects/", "/v1/namespaces/")  # what follows is the key or namespace
-LOGGED_BODY_BYTES = 4096  # of an error response, for its code and message; error bodies are small
 
 
-class FailedRequests:
-    """One log line for every request answered 400 or more (SPEC 10): the
-    method and path, the key, the peer, the status with the error code, and
-    the message, read back from the JSON error body (only error bodies are
-    looked at). Installed outside the Host and Origin checks, so their
-    refusals are logged too. A response cut short by an exception after it
-    started is logged as `aborted`."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status, body = 0, bytearray()
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif status >= 400 and len(body) < LOGGED_BODY_BYTES:
-                body.extend(message.get("body", b"")[: LOGGED_BODY_BYTES - len(body)])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watching_send)
-        except Exception as exc:
-            _log_failed(scope, "aborted", f"{type(exc).__name__}: {exc}", server_side=True)
-            raise
-        if status >= 400:
-            code, message = _error_of(status, bytes(body))
-            if code in GUARD_LOGGED:
-                return
-            _log_failed(scope, f"{status} {code}", message, server_side=status >= 500)
+def log_error_response(scope: Scope, status: int, body: bytes) -> None:
+    """The one log line of a request answered 400 or more (SPEC 10): method
+    and path, key, peer, status and error code, and the message read back
+    from its JSON error body; none for cache.auth's refusals (logged by the
+    guard, with the caller)."""
+    code, message = _error_of(status, body)
+    if code not in GUARD_LOGGED:
+        log_failure(scope, f"{status} {code}", message, server_side=status >= 500)
 
 
 def _error_of(status: int, body: bytes) -> tuple[str, str]:
@@ -227,7 +170,8 @@ def _error_of(status: int, body: bytes) -> tuple[str, str]:
     return phrase.lower().replace(" ", "_"), phrase
 
 
-def _log_failed(scope: Scope, outcome: str, message: str, *, server_side: bool) -> None:
+def log_failure(scope: Scope, outcome: str, message: str, *, server_side: bool) -> None:
+    """A request's failure line with its outcome (a status, or `aborted`)."""
     path = scope.get("path", "")
     key = next((path[len(prefix) :] for prefix in NAMED_PREFIXES if path.startswith(prefix)), None)
     client = scope.get("client")

@@ -15,7 +15,8 @@
   Requests carrying neither header are not from a browser (curl, httpx,
   flamepy) and pass: a browser sends `Origin` with every such request.
 
-Both refusals are JSON errors naming the host or origin, as every error here.
+Both refusals are JSON errors naming the host or origin, as every error here,
+answered by the edge (edge.py) before any route.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from flame_cache.http.errors import error_response
 from flame_cache.store.keys import shorten
 
 log = logging.getLogger(__name__)
@@ -68,21 +68,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class AllowedHosts:
-    """Refuses (400) a request whose Host names no allowed host."""
+    """The Host rule: which names the Host header may carry."""
 
-    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
-        self.app = app
+    def __init__(self, hosts: Iterable[str]) -> None:
         self.hosts = tuple(dict.fromkeys(host_name(host) for host in hosts))
         self.any = ANY_HOST in self.hosts
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self.any and scope["path"] not in OPEN_PATHS:
-            problem = self.problem(_header(scope, b"host"))
-            if problem:
-                log.info("%s %s refused (400): %s", scope["method"], scope["path"], problem)
-                await error_response(400, "host_not_allowed", problem)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def refusal(self, scope: Scope) -> str | None:
+        """Why this request's Host is refused (400), or None; probes pass."""
+        if self.any or scope["path"] in OPEN_PATHS:
+            return None
+        return self.problem(_header(scope, b"host"))
 
     def problem(self, host: str | None) -> str | None:
         """What is wrong with the Host header, or None. No Host at all (HTTP/1.0) is
@@ -100,21 +96,12 @@ class AllowedHosts:
         )
 
 
-class SameOriginWrites:
-    """Refuses (403) an unsafe request that a browser sent from another origin."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
-            problem = cross_origin(scope)
-            if problem:
-                message = f"{scope['method']} {shorten(scope['path'], 100)} refused: {problem}"
-                log.info("%s", message)
-                await error_response(403, "cross_origin", message)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def origin_refusal(scope: Scope) -> str | None:
+    """Why an unsafe request is refused as a browser's from another origin (403), or None."""
+    if scope["method"] in SAFE_METHODS:
+        return None
+    problem = cross_origin(scope)
+    return None if problem is None else f"{scope['method']} {shorten(scope['path'], 100)} refused: {problem}"
 
 
 def cross_origin(scope: Scope) -> str | None:

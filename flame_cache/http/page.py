@@ -150,7 +150,7 @@ def _size(size: int) -> str:
 
 @router.post("/ui/delete", response_model=None)
 async def delete_from_page(request: Request, ctx: Context = Depends(context)) -> RedirectResponse | HTMLResponse:
-    """The page's delete button; a browser on another origin never gets here (SameOriginWrites)."""
+    """The page's delete button; a browser on another origin never gets here (the edge's origin rule)."""
     try:  # strictly: with "replace", %FF and %FE would both name the key spelled U+FFFD
         form = parse_qs((await request.body()).decode("utf-8"), errors="strict")
     except UnicodeDecodeError:

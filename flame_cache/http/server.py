@@ -92,7 +92,7 @@ class HttpServer:
             lifespan="off",
             log_config=None,  # the process's logging, as configured by the CLI
             access_log=False,
-            date_header=False,  # DateHeaders sends Date, so Last-Modified is never later
+            date_header=False,  # the edge (http/edge.py) sends Date, so Last-Modified is never later
             timeout_graceful_shutdown=int(GRACE),
             backlog=BACKLOG,
         )

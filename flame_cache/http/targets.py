@@ -7,30 +7,22 @@
 - A path must not hold a line feed (`%0A`): `{key:path}` does not match one,
   so the request would be 404 "no route" rather than a bad key.
 
-Either is the same 400 as any bad key, naming the path or query.
+Either is the same 400 as any bad key, naming the path or query (answered by
+the edge, edge.py, before any route).
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from flame_cache.http.errors import error_response
 from flame_cache.store.keys import shorten as _shorten
 
 
-class CheckTargets:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            problem = _problem(scope.get("raw_path") or b"", "path") or _problem(scope["query_string"], "query")
-            if problem:
-                await error_response(400, "bad_request", problem)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def target_problem(scope: Scope) -> str | None:
+    """What is wrong with the request's raw path or query string (400), or None."""
+    return _problem(scope.get("raw_path") or b"", "path") or _problem(scope["query_string"], "query")
 
 
 def _problem(raw: bytes, what: str) -> str | None:
