@@ -85,7 +85,12 @@ def put_limit(row: dict, floors: dict[int, float]) -> float | None:
 
 
 def evaluate_targets(
-    rows: list[dict], memory: dict, startup: dict | None, checksums: list[dict] = (), floors: list[dict] = ()
+    rows: list[dict],
+    memory: dict,
+    startup: dict | None,
+    checksums: list[dict] = (),
+    floors: list[dict] = (),
+    baseline: dict | None = None,
 ) -> list[dict]:
     """The performance issues' targets (the second round's for HTTP and Flight)."""
     out: list[dict] = []
@@ -152,6 +157,12 @@ def evaluate_targets(
             clients = f" x{row['clients']}" if "clients" in row else ""
             name = f"{row['row']} {row['size'] >> 20} MiB{clients} with checksums <= 1.05x the time without"
             add(name, row["with_s"] / row["without_s"], 1.05, lower_is_better=True, note="x")
+    if baseline:  # issue 14: the metrics' cost, against the commit before them
+        from bench.ab import SLOWER_AT_MOST
+
+        worst = min(baseline["rows"], key=lambda row: row["ratio"])
+        name = f"every row >= {SLOWER_AT_MOST}x the baseline {baseline['baseline_commit']} (worst: {worst['protocol']} {worst['row']})"
+        add(name, worst["ratio"], SLOWER_AT_MOST, note="x")
     if startup and "first_get_s" in startup:
         add(
             f"start-up with {startup['objects']:,} objects < 3 s",
@@ -342,6 +353,10 @@ def text_report(result: dict, markdown: bool = False) -> str:
         parts.append(h("start-up") + startup_lines(result["startup"]))
     if result.get("checksums"):
         parts.append(h("checksums: streamed puts and the first get (a load), with and without crc32c") + checksum_lines(result["checksums"]))
+    if result.get("baseline"):
+        from bench.ab import lines
+
+        parts.append(h("against a baseline checkout, alternated (bench/ab.py)") + lines(result["baseline"]))
     parts.append(h("targets (flame-cache over Flight)") + targets_table(result["targets"], markdown))
     return "\n".join(parts) + "\n"
 

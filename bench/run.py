@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from bench import checksum_cost, diskfloor, procmem, report, startup
+from bench import ab, checksum_cost, diskfloor, procmem, report, startup
 from bench.report import parse_size, size_label
 from bench.servers import (
     REDIS_HINT,
@@ -97,6 +97,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-checksums", action="store_true", help="skip the checksums' cost (put with and without, first get)")
     p.add_argument("--checksum-rounds", type=int, default=4, help="rounds of the servers with and without checksums (default 4)")
     p.add_argument("--checksums-only", action="store_true", help="only the checksums' cost (no other rows)")
+    p.add_argument("--baseline", type=Path, help="another checkout (e.g. a git worktree of the commit before a change) "
+                   "whose server is alternated with this one's on puts and gets of both protocols (bench/ab.py)")
+    p.add_argument("--baseline-only", action="store_true", help="only the --baseline A/B (no other rows)")
+    p.add_argument("--baseline-rounds", type=int, default=4, help="rounds of the --baseline A/B (default 4)")
     p.add_argument("--redis-server", default="redis-server", help="redis-server binary (default: from PATH)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where results are written")
     p.add_argument("--workdir", type=Path, help="scratch directory (default: a new one in the temp dir, removed after)")
@@ -363,31 +367,39 @@ def measure_disk_floor(bench: Bench, workdir: Path, progress: Progress) -> list[
 def measure_checksum_servers(bench: Bench, sizes: list[int], rounds: int) -> list[dict]:
     """Flight puts through two flame-cache servers of this checkout, one with
     its crc32c summing nothing (bench/nochecksum.py), alternated for `rounds`
-    rounds (every other round in reverse order) on fresh storage: the
-    checksums' cost as a client sees it. Rows: each size with 1 client, and the
-    smallest with `--clients` clients. `with_s`/`without_s`: seconds per put
-    (the inverse of the median ops/s over the rounds)."""
+    rounds on fresh storage (bench/ab.py): the checksums' cost as a client
+    sees it. Rows: each size with 1 client, and the smallest with `--clients`
+    clients. `with_s`/`without_s`: seconds per put (the inverse of the median
+    ops/s over the rounds)."""
     specs = [RowSpec("put", s, 1, repeats=3, min_time=0.0, warmup=s < 256 * MiB) for s in sizes]
     if bench.args.clients > 1:
         specs.append(RowSpec("put", sizes[0], bench.args.clients, repeats=3, min_time=0.0))
-    ops: dict[tuple[str, bool], list[float]] = {}
-    for r in range(rounds):
-        for checksums in (True, False) if r % 2 == 0 else (False, True):
-            label = "crc" if checksums else "no-crc"
-            cache = FlameCache(bench.workdir, checksums=checksums)
-            cache.start()
-            try:
-                for spec in specs:
-                    result = bench.run_row(f"{label} {r + 1}/{rounds}", cache, cache.address(), spec)
-                    ops.setdefault((spec.id, checksums), []).append(result["ops_s"])
-            finally:
-                cache.stop()
-                cache.wipe()
+    variants = (
+        ab.Variant("crc", lambda: FlameCache(bench.workdir)),
+        ab.Variant("no-crc", lambda: FlameCache(bench.workdir, checksums=False)),
+    )
+    ops = ab.alternate(bench.run_row, variants, [("flight", spec) for spec in specs], rounds)
     rows = []
     for spec in specs:
-        on, off = (statistics.median(ops[(spec.id, c)]) for c in (True, False))
-        rows.append({"row": "server put", "size": spec.size, "clients": spec.clients, "with_s": 1 / on, "without_s": 1 / off,
-                     "rounds": {"with": ops[(spec.id, True)], "without": ops[(spec.id, False)]}})  # fmt: skip
+        on, off = (ops[(label, "flight", spec.id)] for label in ("crc", "no-crc"))
+        rows.append({"row": "server put", "size": spec.size, "clients": spec.clients, "with_s": 1 / statistics.median(on),
+                     "without_s": 1 / statistics.median(off), "rounds": {"with": on, "without": off}})  # fmt: skip
+    return rows
+
+
+def baseline_rows(bench: Bench) -> list[tuple[str, RowSpec]]:
+    """The rows of `--baseline`: puts and gets over Flight of each size up to
+    64 MiB and over HTTP up to 1 MiB with 1 client, and of the smallest with
+    `--clients` clients, on both protocols."""
+    args, sizes = bench.args, sorted({spec.size for spec in bench.rows if spec.workload in ("put", "get")})
+    min_time = args.min_time if args.min_time is not None else 0.5
+    many, smallest = args.clients, sizes[0]
+    rows = []
+    for protocol, largest in (("flight", 64 * MiB), ("http", MiB)):
+        for workload in ("put", "get"):
+            rows += [(protocol, RowSpec(workload, s, 1, repeats=3, min_time=min_time)) for s in sizes if s <= largest]
+            if many > 1:
+                rows.append((protocol, RowSpec(workload, smallest, many, repeats=3, min_time=min_time)))
     return rows
 
 
@@ -430,10 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     startup_result = None
     disk_floor: list[dict] = []
     checksums: list[dict] = []
+    baseline: dict | None = None
     try:
-        if args.checksums_only:
+        if args.checksums_only or args.baseline_only:
             for label in report.SERVERS:
-                bench.mark(label, "not run (--checksums-only)")
+                bench.mark(label, "not run (--checksums-only or --baseline-only)")
         else:
             if "bare" in wanted:
                 bench.section("bare", BareFlight(workdir, args.bare_as_uploaded), memory=not args.skip_memory)
@@ -469,7 +482,11 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:  # report it and keep the rest
                     startup_result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                     progress(f"start-up: ERROR {exc}")
-        if not args.skip_checksums and "flight" in wanted:
+        if args.baseline is not None:
+            progress(f"against the baseline {args.baseline}: alternated rounds of puts and gets, both protocols")
+            baseline = ab.against_baseline(bench.run_row, workdir, args.baseline.resolve(), baseline_rows(bench),
+                                           2 if args.quick else args.baseline_rounds)  # fmt: skip
+        if not args.skip_checksums and "flight" in wanted and not args.baseline_only:
             progress("checksums: puts with and without, and the first get (the load check)")
             big = [s for s in (64 << 20, 1 << 30) if s <= max(spec.size for spec in bench.rows)] or [1 << 20]
             checksums = measure_checksum_servers(bench, big, 2 if args.quick else args.checksum_rounds)
@@ -500,8 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         "startup": startup_result,
         "disk_floor": disk_floor,
         "checksums": checksums,
+        "baseline": baseline,
     }
-    result["targets"] = report.evaluate_targets(rows, bench.memory, startup_result, checksums, disk_floor)
+    result["targets"] = report.evaluate_targets(rows, bench.memory, startup_result, checksums, disk_floor, baseline)
 
     text = report.text_report(result)
     print(text)

@@ -44,10 +44,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def repo_env() -> dict[str, str]:
-    """clean_env, running the flame-cache (and bench) of this checkout even where it is not installed."""
+def repo_env(checkout: Path = REPO) -> dict[str, str]:
+    """clean_env, running the flame-cache (and bench) of `checkout` (this one
+    by default) even where it is not installed."""
     path = os.environ.get("PYTHONPATH", "")
-    return clean_env(PYTHONPATH=f"{REPO}{os.pathsep}{path}" if path else str(REPO))
+    return clean_env(PYTHONPATH=f"{checkout}{os.pathsep}{path}" if path else str(checkout))
 
 
 class ServerError(RuntimeError):
@@ -147,9 +148,12 @@ def flight_ready(endpoint: str) -> bool:
 class FlameCache(Server):
     name = "flame-cache"
 
-    def __init__(self, workdir: Path, storage: Path | None = None, checksums: bool = True, **cache: Any) -> None:
+    def __init__(
+        self, workdir: Path, storage: Path | None = None, checksums: bool = True, checkout: Path = REPO, **cache: Any
+    ) -> None:
         super().__init__(workdir)
         self.checksums = checksums  # False: bench/nochecksum.py, the same server summing nothing
+        self.checkout = checkout  # whose flame_cache runs: this checkout, or a baseline's (bench/ab.py)
         self.storage = storage or workdir / f"store-{self.port}"
         self.http_port = free_port()
         self.endpoint = f"grpc://127.0.0.1:{self.port}"
@@ -168,7 +172,7 @@ class FlameCache(Server):
         return [sys.executable, "-m", module, "--config", str(self.config_path)]
 
     def _env(self) -> dict[str, str]:
-        return repo_env()
+        return repo_env(self.checkout)
 
     def ready(self) -> bool:
         return flight_ready(self.endpoint)

@@ -1,6 +1,6 @@
 """The one log line of a failed request, the same on both protocols (SPEC 10).
 
-Flight's `flight_errors` and HTTP's edge (`http/edge.py`) call `failed()` once
+Flight's `rpc` wrapper (`flight/rpc.py`) and HTTP's edge (`http/edge.py`) call `failed()` once
 per request that ends in an error: the line names the protocol, the
 operation, the key, the peer and the outcome (a gRPC code, or an HTTP status
 and error code), then the message. The same values travel in the record as

@@ -111,6 +111,21 @@ def get_objects(refs: list[Any], with_deltas: bool) -> list[Any]:
     return [cache.get_object(ref, base_and_deltas if with_deltas else None) for ref in refs]
 
 
+def put_get_missing(namespace: str, obj: Any) -> dict[str, Any]:
+    """A put, a get of what was put (its version 0: fetched, not from
+    flamepy's own cache) and a get of a key never put."""
+    from flamepy.core import cache
+
+    ref = cache.put_object(namespace, obj)
+    got = cache.get_object(cache.ObjectRef(ref.endpoint, ref.key, 0))
+    try:
+        cache.get_object(cache.ObjectRef(ref.endpoint, f"{namespace}/never-put", 0))
+        missing = None
+    except KeyError as exc:
+        missing = str(exc)
+    return {"ref": ref, "got": got, "missing": missing}
+
+
 def get_or_error(refs: list[Any]) -> list[Any]:
     """Each object, or ("error", exception type, message) where the get fails."""
     from flamepy.core import cache

@@ -359,16 +359,13 @@ def test_health_readiness_docs_and_metrics(http: httpx.Client) -> None:
     http.get("/v1/objects/api/metrics/one", headers={"If-None-Match": '"1"'})
     http.get("/v1/objects/api/metrics/none")
     after = http.get("/metrics").text
-    for name in (
-        'flame_cache_http_reads_total{result="hit"}',
-        'flame_cache_http_reads_total{result="not_modified"}',
-        'flame_cache_http_reads_total{result="miss"}',
-    ):
+    for outcome in ("200", "304", "404"):  # a hit, not modified, a miss
+        name = f'flame_cache_requests_total{{operation="GET /v1/objects/{{key}}",outcome="{outcome}",protocol="http"}}'
         assert metric(after, name) == metric(before, name) + 1, name
-    assert metric(after, "flame_cache_http_sent_bytes_total") >= metric(before, "flame_cache_http_sent_bytes_total") + 5
+    sent = 'flame_cache_request_bytes_total{direction="out",protocol="http"}'
+    assert metric(after, sent) >= metric(before, sent) + 5
     assert metric(after, "flame_cache_objects") >= 1
-    assert metric(after, "flame_cache_stored_bytes") >= 5
-    assert 'route="/v1/objects/{key:path}"' in after
+    assert metric(after, "flame_cache_disk_bytes") >= 5
 
 
 def test_http_is_off_when_its_endpoint_is_empty(tmp_path: Path) -> None:

@@ -86,8 +86,8 @@ def posts_seen(http: httpx.Client) -> int:
     """POST requests the cache has answered, by its own /metrics."""
     total = 0
     for family in text_string_to_metric_families(http.get("/metrics").text):
-        if family.name == "flame_cache_http_requests":
-            total += sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["method"] == "POST")
+        if family.name == "flame_cache_requests":
+            total += sum(s.value for s in family.samples if s.labels["protocol"] == "http" and s.labels["operation"].startswith("POST "))
     return int(total)
 
 

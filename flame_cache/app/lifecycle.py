@@ -16,6 +16,7 @@ from flame_cache.flight import CacheFlightServer
 from flame_cache.http import HttpServer, create_app
 from flame_cache.http.protocol import ConnectionLimits
 from flame_cache.http.server import BACKLOG as HTTP_BACKLOG
+from flame_cache.metrics import Metrics
 from flame_cache.store import Store, repair
 from flame_cache.store.access import Policy
 
@@ -62,14 +63,19 @@ def security(config: Config) -> tuple[Policy, dict, ssl.SSLContext | None]:
 
 
 def start_http(
-    config: Config, store: Store, advertised: str, policy: Policy | None = None, context: ssl.SSLContext | None = None
+    config: Config,
+    store: Store,
+    advertised: str,
+    policy: Policy | None = None,
+    context: ssl.SSLContext | None = None,
+    metrics: Metrics | None = None,
 ) -> HttpServer | None:
-    """The HTTP mirror on `cache.http.endpoint`, over the same store and
-    policy (TLS with `context`); None if off."""
+    """The HTTP mirror on `cache.http.endpoint`, over the same store, policy
+    and metrics (TLS with `context`); None if off."""
     if config.http_endpoint is None:
         log.info("HTTP mirror off (cache.http.endpoint is empty)")
         return None
-    app = create_app(store, advertised, http_allowed_hosts(config, advertised), policy)
+    app = create_app(store, advertised, http_allowed_hosts(config, advertised), policy, metrics)
     limits = ConnectionLimits(config.http_header_timeout, config.http_max_connections)
     try:
         endpoint = config.http_endpoint
@@ -121,8 +127,9 @@ def run(config: Config) -> None:
         raise StartupError(f"cannot use storage {config.storage}: {exc.strerror or exc}") from None
     config = listen_endpoint(config)  # upstream's `grpc://<service name>:9090` listens on every interface
     advertised = advertised_endpoint(config)
+    metrics = Metrics(store)  # one registry: both protocols report to it, /metrics serves it
     try:
-        server = CacheFlightServer(store, config.endpoint.uri, advertised, policy, **flight_tls)
+        server = CacheFlightServer(store, config.endpoint.uri, advertised, policy, metrics.requests, **flight_tls)
     except Exception as exc:  # pyarrow says only "did not start properly"
         raise StartupError(f"cannot listen on {config.endpoint.uri} (is the port in use?): {exc}") from None
     log.info("Arrow Flight listening on %s (port %d), advertising %s", config.endpoint.uri, server.port, advertised)
@@ -134,7 +141,7 @@ def run(config: Config) -> None:
     for rule in config.expiry:
         log.info("expiry rule: %s", rule)
     try:
-        http = start_http(config, store, advertised, policy, http_tls)
+        http = start_http(config, store, advertised, policy, http_tls, metrics)
     except StartupError:
         server.shutdown()
         raise

@@ -17,15 +17,21 @@ code, but for GetSchema's, which arrive as UNKNOWN (with our message). So a
 GetSchema from a caller who may read nothing is refused here, before the
 call, with the right code; one who may read some keys, but not this one,
 gets UNKNOWN naming the refusal.
+
+The calls decided here (every Handshake, a refused GetSchema) never reach a
+handler, so `CallerFactory` reports them to the metrics itself.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pyarrow.flight as flight
 
-from flame_cache.flight.errors import to_flight_error
+from flame_cache.flight.errors import grpc_code, to_flight_error
+from flame_cache.flight.metrics import OK, OPERATIONS
+from flame_cache.metrics import FLIGHT, RequestMetrics
 from flame_cache.store.access import OPEN, Credentials, Policy, Principal, Standing, parse_authorization
 from flame_cache.store.errors import AccessDenied
 from flame_cache.store.guard import require_some
@@ -47,10 +53,29 @@ class CallerMiddleware(flight.ServerMiddleware):
 
 
 class CallerFactory(flight.ServerMiddlewareFactory):
-    def __init__(self, policy: Policy) -> None:
+    """Identifies each call's caller; answers the Handshake and refuses a
+    GetSchema from a caller who may read nothing, and reports those calls to
+    `requests` (no handler sees them)."""
+
+    def __init__(self, policy: Policy, requests: RequestMetrics | None = None) -> None:
         self.policy = policy
+        self.requests = requests or RequestMetrics()
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> CallerMiddleware:
+        started = time.perf_counter()
+        try:
+            middleware = self._start(info, headers)
+        except flight.FlightError as exc:
+            self._observe(info.method, grpc_code(exc), started)
+            raise
+        if info.method == flight.FlightMethod.HANDSHAKE:
+            self._observe(info.method, OK, started)
+        return middleware
+
+    def _observe(self, method: flight.FlightMethod, outcome: str, started: float) -> None:
+        self.requests.observe(FLIGHT, OPERATIONS[method], outcome, time.perf_counter() - started)
+
+    def _start(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> CallerMiddleware:
         credentials = parse_authorization(_first(headers, "authorization"))
         principal = self.policy.identify(credentials)
         if info.method == flight.FlightMethod.GET_SCHEMA:
@@ -75,11 +100,12 @@ class Handshake(flight.ServerAuthHandler):
         return ""  # pyarrow's own token header is not ours: every call is checked by the guard
 
 
-def server_options(policy: Policy) -> dict:
-    """FlightServerBase keyword arguments for `policy` (none when it is open)."""
+def server_options(policy: Policy, requests: RequestMetrics | None = None) -> dict:
+    """FlightServerBase keyword arguments for `policy` (none when it is open);
+    the calls the middleware answers are reported to `requests`."""
     if not policy.enabled:
         return {}
-    return {"auth_handler": Handshake(), "middleware": {MIDDLEWARE: CallerFactory(policy)}}
+    return {"auth_handler": Handshake(), "middleware": {MIDDLEWARE: CallerFactory(policy, requests)}}
 
 
 def caller(context: flight.ServerCallContext) -> Principal:

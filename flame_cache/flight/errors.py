@@ -4,16 +4,14 @@ pyarrow maps its KeyError to NOT_FOUND and its Invalid to INVALID_ARGUMENT;
 pyarrow clients, and so flamepy, raise those as KeyError and ValueError.
 A refusal of cache.auth is UNAUTHENTICATED (FlightUnauthenticatedError) or
 PERMISSION_DENIED (FlightUnauthorizedError); the guard has logged it already,
-with the caller. Every other failed call logs one line (`requestlog.failed`):
-the RPC, the key it named, the peer and the gRPC code.
+with the caller. Every other failed call logs one line (`log_failure`, through
+`requestlog.failed`): the RPC, the key it named, the peer and the gRPC code;
+`rpc.rpc`, the wrapper of every handler, calls it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -31,7 +29,6 @@ from flame_cache.store import (
     VersionConflict,
 )
 
-F = TypeVar("F", bound=Callable)
 MAX_LOGGED_BYTES = 1024  # of a ticket, path, command or action body: a key is at most 767
 
 # The gRPC code each exception reaches the client as (pyarrow's mapping).
@@ -67,25 +64,9 @@ def to_flight_error(exc: CacheError) -> Exception:
     return flight.FlightInternalError(message)
 
 
-def flight_errors(method: F) -> F:
-    """Raise the store's errors as their gRPC codes; log one line for every
-    call that fails (other exceptions are logged and raised unchanged)."""
-    rpc = "".join(word.capitalize() for word in method.__name__.split("_"))  # do_get -> DoGet
-
-    @functools.wraps(method)
-    def wrapper(self, context, request, *args, **kwargs):
-        try:
-            return method(self, context, request, *args, **kwargs)
-        except CacheError as exc:
-            error = to_flight_error(exc)
-            if not isinstance(exc, AccessDenied):  # store/guard.py logs those once, with the caller
-                _log_failure(rpc, context, request, error)
-            raise error from None
-        except Exception as exc:
-            _log_failure(rpc, context, request, exc)
-            raise
-
-    return wrapper  # type: ignore[return-value]
+def rpc_name(snake: str) -> str:
+    """An RPC's name from its handler's or FlightMethod's: do_get, DO_GET -> DoGet."""
+    return "".join(word.capitalize() for word in snake.split("_"))
 
 
 def grpc_code(exc: BaseException) -> str:
@@ -95,7 +76,8 @@ def grpc_code(exc: BaseException) -> str:
     return "UNKNOWN"
 
 
-def _log_failure(rpc: str, context: flight.ServerCallContext, request: object, exc: BaseException) -> None:
+def log_failure(rpc: str, context: flight.ServerCallContext, request: object, exc: BaseException) -> None:
+    """The one line of a failed call: the RPC (and action), the key its request names, the peer, the code."""
     code = grpc_code(exc)
     operation = f"{rpc} {request.type}" if isinstance(request, flight.Action) else rpc
     message = str(exc) if code != "UNKNOWN" else f"{type(exc).__name__}: {exc}"

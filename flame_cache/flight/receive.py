@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_cache.flight import metrics as calls
 from flame_cache.store import InvalidArgument
 from flame_cache.store.objects import cells_as_buffers
 
@@ -58,6 +59,7 @@ def received_batches(
             raise InvalidArgument(f"the upload to {target!r} sent data after its trailer; nothing was stored")
         count += 1
         rows += batch.num_rows
+        calls.received(context, batch.get_total_buffer_size())  # the buffers' sizes: no pass over the data
         if declared.counts:
             received += _data_bytes(batch) if opaque else batch.nbytes
             declared.check(target, received, rows, ended=False)

@@ -3,6 +3,8 @@
 Each RPC calls the store through an `AccessGuard` for its caller (the
 `authorization` header, flight/auth.py), so cache.auth decides in the store's
 edge, as for HTTP. ListActions stays open: it names actions, no objects.
+Every handler is wrapped by `rpc.rpc`: the store's errors as gRPC codes, the
+failure log line, the call reported to the metrics.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_cache.flight import auth
+from flame_cache.flight import metrics as calls
 from flame_cache.flight.actions import ACTIONS, ActionContext
-from flame_cache.flight.errors import flight_errors
+from flame_cache.flight.rpc import Meter, rpc
 from flame_cache.flight.receive import received_batches
 from flame_cache.flight.requests import (
     decode_utf8,
@@ -24,6 +27,7 @@ from flame_cache.flight.requests import (
     parse_ticket,
     path_of,
 )
+from flame_cache.metrics import RequestMetrics
 from flame_cache.store import InvalidArgument, Kind, ObjectInfo, ReadMode, Store
 from flame_cache.store.access import Policy
 from flame_cache.store.guard import AccessGuard
@@ -39,17 +43,26 @@ WRITE_OPTIONS = pa.ipc.IpcWriteOptions()
 class CacheFlightServer(flight.FlightServerBase):
     """Serves one `Store`; `advertised` is the endpoint put in refs and infos.
 
-    `policy` is cache.auth (None: open to every caller). `server_options`
-    are FlightServerBase's (TLS only, here): pyarrow exposes no gRPC server
-    arguments, so connection limits and idle timeouts cannot be set for
-    Flight; the process's open-file limit and HTTP's connection limit are
-    what keep descriptors for it.
+    `policy` is cache.auth (None: open to every caller). `requests` is
+    what every call is reported to (`rpc.rpc`; None: the server's
+    own). `server_options` are FlightServerBase's (TLS only, here): pyarrow
+    exposes no gRPC server arguments, so connection limits and idle timeouts
+    cannot be set for Flight; the process's open-file limit and HTTP's
+    connection limit are what keep descriptors for it.
     """
 
     def __init__(
-        self, store: Store, location: str, advertised: str, policy: Policy | None = None, **server_options
+        self,
+        store: Store,
+        location: str,
+        advertised: str,
+        policy: Policy | None = None,
+        requests: RequestMetrics | None = None,
+        **server_options,
     ) -> None:
-        super().__init__(location, **auth.server_options(policy or Policy.open()), **server_options)
+        requests = requests or RequestMetrics()
+        self.meter = Meter(requests)  # what `rpc` reports each call to
+        super().__init__(location, **auth.server_options(policy or Policy.open(), requests), **server_options)
         self._store = store
         self.advertised = advertised
 
@@ -59,7 +72,7 @@ class CacheFlightServer(flight.FlightServerBase):
 
     # -- writes ----------------------------------------------------------
 
-    @flight_errors
+    @rpc
     def do_put(self, context, descriptor, reader, writer) -> None:
         store = self._guard(context)
         request = parse_descriptor(descriptor)
@@ -84,30 +97,36 @@ class CacheFlightServer(flight.FlightServerBase):
 
     # -- reads -----------------------------------------------------------
 
-    @flight_errors
+    @rpc
     def do_get(self, context, ticket) -> flight.FlightDataStream:
         request = parse_ticket(ticket.ticket)
         read = self._guard(context).get(request.key).read(request.client_version)
         if read.snapshot.kind is Kind.TABLE and read.mode is ReadMode.FULL:
             # C++ streams the table, with its dictionaries (GeneratorStream sends none)
-            return flight.RecordBatchStream(read.snapshot.base, options=WRITE_OPTIONS)
-        if request.chunk_size is not None:
+            table = read.snapshot.base
+        elif request.chunk_size is not None:
             # made as sent, one base row of CHUNK_BYTES at a time, read by range: bounded memory
+            calls.sent(context, sum(row.data.size for row in read.rows))
             return flight.GeneratorStream(*chunked_batches(read))
+        else:
+            table = read_table(read)
+        if read.mode is not ReadMode.NOT_MODIFIED:  # nothing to count then
+            # the buffers' sizes, no pass over the data (the tables are kept with the snapshot)
+            calls.sent(context, table.get_total_buffer_size())
         # C++ streams the batches: no call back into Python per message
-        return flight.RecordBatchStream(read_table(read), options=WRITE_OPTIONS)
+        return flight.RecordBatchStream(table, options=WRITE_OPTIONS)
 
-    @flight_errors
+    @rpc
     def get_flight_info(self, context, descriptor) -> flight.FlightInfo:
         store = self._guard(context)
         return self._flight_info(store, store.info(path_of(descriptor)))
 
-    @flight_errors
+    @rpc
     def get_schema(self, context, descriptor) -> flight.SchemaResult:
         store = self._guard(context)
         return flight.SchemaResult(self._schema(store, store.info(path_of(descriptor))))
 
-    @flight_errors
+    @rpc
     def list_flights(self, context, criteria: bytes) -> list[flight.FlightInfo]:
         """Criteria: a namespace, key or `app/*` (whole segments); empty lists
         all; only what the caller may read."""
@@ -140,15 +159,22 @@ class CacheFlightServer(flight.FlightServerBase):
 
     # -- actions ---------------------------------------------------------
 
-    @flight_errors
+    @rpc
     def do_action(self, context, action: flight.Action):
         entry = ACTIONS.get(action.type)
         if entry is None:
             raise NotImplementedError(f"unknown action {action.type!r}; ListActions lists: {', '.join(ACTIONS)}")
         handler, _ = entry
         body = memoryview(action.body) if action.body is not None else memoryview(b"")  # no copy
+        calls.received(context, body.nbytes)
         answer = handler(ActionContext(self._guard(context), self.advertised), body)
+        calls.sent(context, len(answer))
         return [flight.Result(pa.py_buffer(answer))]
 
+    @rpc
+    def do_exchange(self, context, descriptor, reader, writer) -> None:
+        raise NotImplementedError("DoExchange: this server has none; put with DoPut, get with DoGet")
+
+    @rpc
     def list_actions(self, context):
         return [flight.ActionType(name, description) for name, (_, description) in ACTIONS.items()]

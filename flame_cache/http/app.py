@@ -14,8 +14,9 @@ from flame_cache.http.context import Shared
 from flame_cache.http.edge import Edge
 from flame_cache.http.errors import install_error_handlers
 from flame_cache.http.lane import ObjectLane
-from flame_cache.http.metrics import Metrics, MetricsMiddleware
+from flame_cache.http.metrics import Operations
 from flame_cache.http.origins import LOOPBACK_HOSTS, AllowedHosts
+from flame_cache.metrics import Metrics
 from flame_cache.store import Store
 from flame_cache.store.access import Policy
 
@@ -28,13 +29,18 @@ DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
-    store: Store, advertised: str, allowed_hosts: Collection[str] | None = None, policy: Policy | None = None
+    store: Store,
+    advertised: str,
+    allowed_hosts: Collection[str] | None = None,
+    policy: Policy | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """`advertised` is the Flight endpoint named in ObjectRefs. `allowed_hosts`
     are the names the Host header may carry (`*`: any); None means loopback
     names and the advertised host. `policy` is cache.auth (None: open).
-    Limits (object size, key length, deltas) are the store's own."""
-    metrics = Metrics(store.usage)
+    `metrics` is the process's, which Flight reports to too (None: the app's
+    own). Limits (object size, key length, deltas) are the store's own."""
+    metrics = metrics or Metrics(store)
     policy = policy or Policy.open()
     app = FastAPIOffline(
         title="flame-cache",
@@ -48,10 +54,10 @@ def create_app(
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
-    # Added innermost first: a request meets metrics, the edge (Host, Origin, target; Date, 500s, the failure log), the lane.
+    # Added innermost first: a request meets the edge (Host, Origin, target; Date, 500s, the failure log, the metrics), the lane.
     app.add_middleware(ObjectLane)  # the commonest object requests, straight to their routes
-    app.add_middleware(Edge, hosts=AllowedHosts(default_hosts(advertised) if allowed_hosts is None else allowed_hosts))
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    hosts = AllowedHosts(default_hosts(advertised) if allowed_hosts is None else allowed_hosts)
+    app.add_middleware(Edge, hosts=hosts, requests=metrics.requests, operations=Operations(app.routes))
     if policy.enabled:
         document_bearer(app)
     return app

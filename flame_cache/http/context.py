@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from flame_cache.http.metrics import Metrics
+from flame_cache.metrics import Metrics
 from flame_cache.store import Store
 from flame_cache.store.access import Policy, parse_authorization
 from flame_cache.store.guard import AccessGuard
@@ -18,7 +18,7 @@ class Shared:
 
     store: Store
     advertised: str  # the Flight endpoint put in ObjectRefs, so flamepy can use them
-    metrics: Metrics
+    metrics: Metrics  # the registry /metrics serves
     policy: Policy
 
 

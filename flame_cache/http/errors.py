@@ -107,8 +107,6 @@ def handled_error(request: Request, exc: Exception) -> JSONResponse | None:
     client gone mid-upload; None for any other (a bug: the edge answers 500)."""
     if isinstance(exc, CacheError):
         status, code = status_of(exc)
-        if status == 404:
-            request.app.state.context.metrics.miss()
         return error_response(status, code, str(exc), error_headers(exc))
     if isinstance(exc, HttpError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)

@@ -32,7 +32,9 @@ def readyz(ctx: Context = Depends(context)) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 def metrics(ctx: Context = Depends(context)) -> Response:
-    """Prometheus text format: requests, bytes, reads (hit, miss, not
-    modified), and the store's objects and bytes. Needs `admin:*` under cache.auth."""
+    """Prometheus text format: requests of both protocols (counts, latency,
+    bytes, in flight), the store (objects, bytes on disk and in memory,
+    evictions, quarantines, checksum failures) and the process. Needs
+    `admin:*` under cache.auth."""
     ctx.store.require_admin("metrics")
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,102 +1,63 @@
-"""Prometheus metrics of the HTTP mirror and of the store it serves.
+"""How an HTTP request is named in the metrics (SPEC 10): `<METHOD> <route template>`.
 
-Request counts are labelled by route template (not by key), so the number of
-series stays bounded however many objects there are.
+The edge (edge.py) reports every request to `RequestMetrics` with the name
+`Operations.name` gives it. The name is the route's template (`GET
+/v1/objects/{key}`), never the path, so the number of series stays bounded
+however many objects there are; a request no route took (refused by the
+Host, Origin or target checks, or for a path that is no route) is `<METHOD>
+unmatched`; a method outside METHODS is `OTHER`.
+
+FastAPI leaves its own routes in the scope (`scope["route"]`, as the fast
+lane does), but of the app's Starlette routes and mounts (`/openapi.json`,
+`/docs/assets`) only the endpoint: those are found by their endpoint among
+the app's routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-
-class StoreCollector(Collector):
-    """Object counts and bytes, read from the store at scrape time."""
-
-    def __init__(self, usage: Callable[[], dict[str, int]]) -> None:
-        self._usage = usage
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        usage = self._usage()
-        yield GaugeMetricFamily("flame_cache_objects", "Objects in the cache", value=usage["objects"])
-        yield GaugeMetricFamily(
-            "flame_cache_stored_bytes", "Bytes of all objects (bases and deltas)", value=usage["stored_bytes"]
-        )
-        yield GaugeMetricFamily("flame_cache_loaded_objects", "Objects held in memory", value=usage["loaded"])
-        yield GaugeMetricFamily(
-            "flame_cache_loaded_bytes", "Bytes of objects held in memory", value=usage["loaded_bytes"]
-        )
+METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})  # any other: OTHER
+UNMATCHED = "unmatched"
+_CONVERTER = re.compile(r"\{(\w+):\w+\}")  # `{key:path}` -> `{key}`
 
 
-class Metrics:
-    """The registry and counters of one app."""
+class Operations:
+    """Names requests by the routes of one app (`routes`: the app's list,
+    read when a name is first needed, so routes added later count)."""
 
-    def __init__(self, usage: Callable[[], dict[str, int]]) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "flame_cache_http_requests",
-            "HTTP requests by method, route and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.received = Counter(
-            "flame_cache_http_received_bytes", "Request body bytes received", registry=self.registry
-        )
-        self.sent = Counter("flame_cache_http_sent_bytes", "Response body bytes sent", registry=self.registry)
-        self.reads = Counter(
-            "flame_cache_http_reads",
-            "Object reads by result: hit, miss (404) or not_modified (304, or nothing newer to send)",
-            ["result"],
-            registry=self.registry,
-        )
-        self.registry.register(StoreCollector(usage))
+    def __init__(self, routes: Sequence[object]) -> None:
+        self._routes = routes
+        self._templates: dict[int, str] | None = None  # id of an endpoint -> its route's path
+        self._names: dict[tuple[str, int], str] = {}  # (method, id of the route or endpoint) -> name
 
-    def hit(self) -> None:
-        self.reads.labels("hit").inc()
+    def name(self, scope: Scope) -> str:
+        """The request's operation, made once per method and route."""
+        method, route = scope["method"], scope.get("route")
+        key = (method, id(route if route is not None else scope.get("endpoint")))  # routes live as long as the app
+        name = self._names.get(key)
+        if name is None:
+            template = getattr(route, "path", None) if route is not None else self._template(key[1])
+            template = _CONVERTER.sub(r"{\1}", template) if template else UNMATCHED
+            name = f"{method if method in METHODS else 'OTHER'} {template}"
+            if method in METHODS:  # another method would make one entry per name a client invents
+                self._names[key] = name
+        return name
 
-    def miss(self) -> None:
-        self.reads.labels("miss").inc()
-
-    def not_modified(self) -> None:
-        self.reads.labels("not_modified").inc()
+    def _template(self, endpoint: int) -> str | None:
+        if self._templates is None:
+            self._templates = {
+                id(found): route.path  # type: ignore[attr-defined]
+                for route in self._routes
+                if hasattr(route, "path") and (found := _endpoint(route)) is not None
+            }
+        return self._templates.get(endpoint)
 
 
-class MetricsMiddleware:
-    """Counts every request and the body bytes it moved (pure ASGI, so
-    streamed bodies pass through untouched)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        metrics = self.metrics
-        status = 500
-
-        async def counting_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                metrics.received.inc(len(message.get("body", b"")))
-            return message
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                metrics.sent.inc(len(message.get("body", b"")))
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, counting_send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            metrics.requests.labels(scope["method"], template, str(status)).inc()
+def _endpoint(route: object) -> object:
+    """What Starlette puts in a request's scope as its `endpoint`: a route's
+    function, a mount's app."""
+    return getattr(route, "endpoint", None) or getattr(route, "app", None)

@@ -49,7 +49,7 @@ from flame_cache.http.conditions import (
 )
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
-from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, ReadMode, Snapshot, checksum
+from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, Snapshot, checksum
 from flame_cache.store.blobs import Blob, BufferBlob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.expiry import MAX_TTL
@@ -136,14 +136,13 @@ async def get_object(
     info = snapshot.info()
     tags = parse_etags(if_none_match, "If-None-Match")
     if matches(tags, info.version):
-        ctx.metrics.not_modified()
         return Response(status_code=304, headers=_headers(info))
     if delta is not None:
-        return _delta(snapshot, delta, ctx)
+        return _delta(snapshot, delta)
     if snapshot.kind is Kind.TABLE or _wants_arrow(format_, request.headers.get("accept")):
         if version is None and isinstance(tags, list) and len(tags) == 1:
             version = tags[0]
-        return _arrow(snapshot, version or 0, chunked, ctx)
+        return _arrow(snapshot, version or 0, chunked)
     if version is not None or chunked:
         raise HttpError(
             400,
@@ -151,7 +150,7 @@ async def get_object(
             "'version' and 'chunked' select rows of the Arrow stream; "
             "ask for it with Accept: application/vnd.apache.arrow.stream or ?format=arrow",
         )
-    return _raw(snapshot, range_, if_range, download, ctx)
+    return _raw(snapshot, range_, if_range, download)
 
 
 @router.head("/objects/{key:path}", responses={200: {"description": "Headers of GET, no body"}, **RESPONSES})
@@ -228,7 +227,7 @@ CHECKSUM_HEADER = Header(
 )
 
 
-def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool, ctx: Context) -> Response:
+def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool) -> Response:
     info, base = snapshot.info(), snapshot.base
     size = base.size
     headers = {**_headers(info), "Accept-Ranges": "bytes"}
@@ -245,7 +244,6 @@ def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download:
             f"the object's base has {size} bytes; range {shorten(range_ or '')} starts past its end",
             {"Content-Range": f"bytes */{size}"},
         ) from None
-    ctx.metrics.hit()
     if part is None:
         headers.update({"Content-Length": str(size), **_checksum(base)})
         return _body(base, 0, size, 200, headers, RAW)
@@ -253,23 +251,18 @@ def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download:
     return _body(base, part.start, part.end, 206, headers, RAW)
 
 
-def _delta(snapshot: Snapshot, index: int, ctx: Context) -> Response:
+def _delta(snapshot: Snapshot, index: int) -> Response:
     info = snapshot.info()
     if index >= len(snapshot.deltas):
         raise HttpError(
             404, "not_found", f"object {info.key!r} has {len(snapshot.deltas)} delta(s); there is no delta {index}"
         )
-    ctx.metrics.hit()
     delta = snapshot.deltas[index]
     return _body(delta, 0, delta.size, 200, {**_headers(info), "Content-Length": str(delta.size)}, RAW)
 
 
-def _arrow(snapshot: Snapshot, client_version: int, chunked: bool, ctx: Context) -> Response:
+def _arrow(snapshot: Snapshot, client_version: int, chunked: bool) -> Response:
     read = snapshot.read(client_version)
-    if read.mode is ReadMode.NOT_MODIFIED:
-        ctx.metrics.not_modified()
-    else:
-        ctx.metrics.hit()
     headers = {**_headers(snapshot.info()), "X-Flame-Read": read.mode.value}
     if _in_memory(snapshot) and snapshot.size <= SHORT_BODY_BYTES:  # framed on the event loop, sent at once
         return Response(b"".join(ipc_chunks(read, chunked=chunked)), media_type=ARROW, headers=headers)

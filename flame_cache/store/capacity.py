@@ -64,8 +64,6 @@ class Capacity:
         self._evicting: set[str] = set()
         self.used = 0  # bytes of object files
         self.reserved = 0  # bytes reserved by writes in progress
-        self.evictions = 0
-        self.evicted_bytes = 0
 
     @property
     def enabled(self) -> bool:
@@ -130,22 +128,17 @@ class Capacity:
             return size if size is not None else self._pinned.get(name)
 
     def usage(self) -> dict[str, int]:
+        """The limit and the bytes used, reserved and pinned (nothing when unbounded)."""
+        if not self.enabled:
+            return {}
+        assert self.limit is not None
         with self._cond:
-            counts = {"evictions": self.evictions, "evicted_bytes": self.evicted_bytes}
-            if self.enabled:
-                assert self.limit is not None
-                counts.update(
-                    capacity_bytes=self.limit,
-                    used_bytes=self.used,
-                    reserved_bytes=self.reserved,
-                    pinned_bytes=sum(self._pinned.values()),
-                )
-            return counts
-
-    def evicted(self, size: int) -> None:
-        with self._cond:
-            self.evictions += 1
-            self.evicted_bytes += size
+            return {
+                "capacity_bytes": self.limit,
+                "used_bytes": self.used,
+                "reserved_bytes": self.reserved,
+                "pinned_bytes": sum(self._pinned.values()),
+            }
 
     def _put(self, name: str, size: int) -> None:
         """(lock held) the object has `size` bytes, and was just used."""

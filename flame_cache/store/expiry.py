@@ -62,7 +62,6 @@ class Expiry:
         self._lock = threading.Lock()
         self._deadlines: dict[str, float] = {}  # per-object TTLs: absolute deadlines
         self._clocks: dict[str, tuple[int, float]] = {}  # keys under a rule: (rule, when its clock started)
-        self.expirations = 0
 
     @property
     def active(self) -> bool:

@@ -16,6 +16,7 @@ import zlib
 from flame_cache.store.eviction import Eviction, LruTracker
 from flame_cache.store.keys import ObjectKey
 from flame_cache.store.objects import ObjectInfo, Snapshot
+from flame_cache.store.stats import MEMORY, StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class Entry:
 class Index:
     """Entries by key, the LRU of loaded snapshots, and the key locks."""
 
-    def __init__(self, eviction: Eviction, *, persistent: bool) -> None:
+    def __init__(self, eviction: Eviction, *, persistent: bool, stats: StoreStats | None = None) -> None:
         self.persistent = persistent  # False: memory is the only copy, so eviction deletes
+        self.stats = stats or StoreStats()  # counts what memory lets go of
         self.lock = threading.Lock()  # guards `entries` and the LRU
         self.entries: dict[str, Entry] = {}
         self._lru = LruTracker(eviction)
@@ -126,6 +128,7 @@ class Index:
         if entry is None:
             return
         entry.snapshot = None
+        self.stats.evicted(MEMORY)
         if not self.persistent:
             del self.entries[name]
             log.warning("evicted %s: with storage 'none' it is gone", name)

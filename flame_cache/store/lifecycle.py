@@ -25,17 +25,27 @@ from flame_cache.store.index import Entry
 from flame_cache.store.keys import ObjectKey
 from flame_cache.store.layout import Layout
 from flame_cache.store.patterns import Pattern
+from flame_cache.store.stats import CAPACITY, EXPIRY, StoreStats
 
 log = logging.getLogger(__name__)
 
 
 class Lifecycle:
-    def __init__(self, layout: Layout | None, capacity: int | None, pin: tuple[Pattern, ...], rules: tuple[ExpiryRule, ...]) -> None:
-        """`capacity` applies with disk storage only (None: unbounded)."""
+    def __init__(
+        self,
+        layout: Layout | None,
+        capacity: int | None,
+        pin: tuple[Pattern, ...],
+        rules: tuple[ExpiryRule, ...],
+        stats: StoreStats | None = None,
+    ) -> None:
+        """`capacity` applies with disk storage only (None: unbounded);
+        `stats` counts the evictions and expirations."""
         self.layout = layout
         self.capacity = Capacity(capacity if layout is not None else None, pin)
         self.expiry = Expiry(rules)
         self.gone = GoneKeys()
+        self.stats = stats or StoreStats()
 
     # -- asked by reads ------------------------------------------------------
 
@@ -115,9 +125,9 @@ class Lifecycle:
         deadline, what = self.expiry.deadline(name), self.expiry.why(name)
         self.expiry.forget(name)
         if why == EVICTED:
-            self.capacity.evicted(freed)
+            self.stats.evicted(CAPACITY, freed)
         elif why == EXPIRED:
-            self.expiry.expirations += 1
+            self.stats.evicted(EXPIRY)
             log.info("expired %s (%s ran out at %s)", name, what, stamp(deadline or time.time()))
         if why is not None:
             self.gone.record(name, why, time.time())
@@ -138,7 +148,7 @@ class Lifecycle:
             self.capacity.resize(str(key), self.layout.stored_bytes(key))
 
     def usage(self) -> dict[str, int]:
-        return {**self.capacity.usage(), "expirations": self.expiry.expirations}
+        return self.capacity.usage()
 
 
 def check_ttl(ttl: float | None) -> None:

@@ -55,6 +55,7 @@ from flame_cache.store.layout import Layout, ScanFacts
 from flame_cache.store.limits import DEFAULT_MAX_DELTAS, MAX_KEY_BYTES, WriteLimits
 from flame_cache.store.objects import Kind, ObjectInfo, Snapshot, stamp_table
 from flame_cache.store.pending import Chunk
+from flame_cache.store.stats import StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,10 @@ class Store:
         self.layout = Layout(root, fsync=fsync) if root is not None else None
         capacity = capacity if root is not None else None
         self.write_limits = WriteLimits(max_object_size, max_key_bytes, max_deltas, capacity)
-        self.index = Index(eviction, persistent=root is not None)
-        self.lifecycle = Lifecycle(self.layout, capacity, eviction.pin, expiry)
+        self.stats = StoreStats()  # evictions by reason, quarantines, checksum mismatches
+        self.index = Index(eviction, persistent=root is not None, stats=self.stats)
+        self.lifecycle = Lifecycle(self.layout, capacity, eviction.pin, expiry, self.stats)
         self.lifecycle.capacity.evict = self._evict
-        self.checksum_mismatches = 0  # objects set aside for one, since start-up
         if self.layout is not None:
             self._index_disk()
 
@@ -458,12 +459,17 @@ class Store:
     def usage(self, *, stored: bool = True) -> dict[str, int]:
         """Counts of objects and of those loaded, the bytes loaded, objects
         set aside for a checksum mismatch since start-up, and with `stored`
-        the bytes stored (object sizes where known, else the size of the
-        object's file: a stat per object not read since start-up) and the
-        lifecycle's counts."""
-        usage = {**self.index.usage(), "checksum_mismatches": self.checksum_mismatches}
+        the bytes stored (`stored_bytes`), what was evicted, expired and set
+        aside (`stats.StoreStats`) and cache.capacity's figures."""
+        counts = self.stats.counts()
+        usage = {**self.index.usage(), "checksum_mismatches": counts["checksum_mismatches"]}
         if not stored:
             return usage
+        return {**usage, **counts, "stored_bytes": self.stored_bytes(), **self.lifecycle.usage()}
+
+    def stored_bytes(self) -> int:
+        """The bytes of every object: their sizes where known, else the size
+        of the object's base file (a stat per object not read since start-up)."""
         total = 0
         for entry in self.index.all():
             if entry.info is not None:
@@ -473,7 +479,15 @@ class Store:
                     total += self.layout.base_path(entry.key).stat().st_size
                 except OSError:
                     pass
-        return {**usage, "stored_bytes": total, **self.lifecycle.usage()}
+        return total
+
+    def disk_bytes(self) -> int:
+        """The bytes of object files: exact under cache.capacity, which counts
+        every base and delta file; else `stored_bytes`; 0 with storage `none`."""
+        if self.layout is None:
+            return 0
+        capacity = self.lifecycle.capacity
+        return capacity.used if capacity.enabled else self.stored_bytes()
 
     def health(self) -> str | None:
         """None if the store can serve reads and writes, else why not (both
@@ -578,7 +592,7 @@ class Store:
         self.index.remove(entry)
         log.error("object %s is damaged on disk (%s); moved it to %s", entry.key, problem, moved or "nowhere")
         why = f"it was damaged on disk{f' ({reason})' if reason else ''} and has been set aside"
-        self.checksum_mismatches += reason == checksum.MISMATCH
+        self.stats.set_aside(checksum=reason == checksum.MISMATCH)
         if moved is not None:
             self.lifecycle.set_aside(entry.key, why)
         return ObjectNotFound(f"object {entry.name!r} {why.removeprefix('it ')}")
