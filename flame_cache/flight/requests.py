@@ -19,6 +19,8 @@ message, naming what is wrong with it.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +34,9 @@ from flame_cache.store.wire import CHUNK_BYTES, CHUNKED_TICKET
 CHUNKED_PREFIX = CHUNKED_TICKET
 PATCH_PREFIX = "PATCH:"
 MAX_FIELD_BYTES = 64 * 1024  # a ticket, command, path, criteria or action name
+
+
+CACHED_TICKET_BYTES = 1024  # a key is at most 767 bytes; a longer ticket (zeros before its version) is parsed each time
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,15 @@ def decode_utf8(raw: bytes | memoryview, what: str, limit: int = MAX_FIELD_BYTES
 
 
 def parse_ticket(raw: bytes) -> GetRequest:
+    """A DoGet's ticket, `[chunked:]<key>[:<client version>]`; InvalidArgument
+    naming what is wrong. Clients ask for the same tickets again and again, so
+    the last short ones parsed are kept (a refusal is not)."""
+    if isinstance(raw, bytes) and len(raw) <= CACHED_TICKET_BYTES:
+        return _cached_ticket(raw)
+    return _ticket(raw)
+
+
+def _ticket(raw: bytes) -> GetRequest:
     text = decode_utf8(raw, "ticket")
     chunk_size = None
     if text.startswith(CHUNKED_PREFIX):
@@ -98,6 +112,9 @@ def parse_ticket(raw: bytes) -> GetRequest:
             f"ticket {shorten(text)}: the client version {shorten(version)} is over the largest version, 2**64 - 1"
         )
     return GetRequest(ObjectKey.parse(key), int(digits), chunk_size)
+
+
+_cached_ticket = functools.lru_cache(maxsize=4096)(_ticket)
 
 
 def parse_descriptor(descriptor: flight.FlightDescriptor) -> PutRequest:

@@ -29,7 +29,7 @@ from flame_cache.flight.requests import (
 )
 from flame_cache.metrics import RequestMetrics
 from flame_cache.store import InvalidArgument, Kind, ObjectInfo, ReadMode, Store
-from flame_cache.store.access import Policy
+from flame_cache.store.access import OPEN, Policy
 from flame_cache.store.guard import AccessGuard
 from flame_cache.store.keys import ObjectKey
 from flame_cache.store.objects import is_opaque_schema
@@ -61,14 +61,17 @@ class CacheFlightServer(flight.FlightServerBase):
         **server_options,
     ) -> None:
         requests = requests or RequestMetrics()
+        policy = policy or Policy.open()
         self.meter = Meter(requests)  # what `rpc` reports each call to
-        super().__init__(location, **auth.server_options(policy or Policy.open(), requests), **server_options)
+        super().__init__(location, **auth.server_options(policy, requests), **server_options)
         self._store = store
+        self._checks_callers = policy.enabled  # else every caller is OPEN: no middleware to ask
         self.advertised = advertised
 
     def _guard(self, context: flight.ServerCallContext) -> AccessGuard:
         """The store as this call's caller may use it."""
-        return AccessGuard(self._store, auth.caller(context), context.peer)
+        principal = auth.caller(context) if self._checks_callers else OPEN
+        return AccessGuard(self._store, principal, context.peer)
 
     # -- writes ----------------------------------------------------------
 

@@ -28,6 +28,8 @@ OPAQUE_FIELDS = ("version", "data")
 MAX_VERSION = 2**64 - 1  # versions are uint64 cells
 _BINARY, _LARGE_BINARY, _UINT64 = pa.binary(), pa.large_binary(), pa.uint64()
 _OPAQUE_NAMES = list(OPAQUE_FIELDS)
+# flamepy's two upload schemas as it sends them (nullable fields): one C++ comparison recognises them
+_USUAL_OPAQUE = tuple(pa.schema([("version", _UINT64), ("data", data)]) for data in (_BINARY, _LARGE_BINARY))
 
 
 class Kind(str, Enum):
@@ -41,12 +43,15 @@ def is_opaque_schema(schema: pa.Schema) -> bool:
     A schema that says `flame.cache.format = arrow-table-v1`, or any other
     shape, is a native table and is kept as sent.
     """
-    if len(schema) != 2 or schema.names != _OPAQUE_NAMES:
+    usual = schema.equals(_USUAL_OPAQUE[0]) or schema.equals(_USUAL_OPAQUE[1])  # metadata aside
+    if not usual and (len(schema) != 2 or schema.names != _OPAQUE_NAMES):
         return False
     metadata = schema.metadata
     if metadata and metadata.get(FORMAT_KEY) == FORMAT_TABLE:
         return False
-    version, data = schema.types
+    if usual:
+        return True
+    version, data = schema.types  # the same shape with other nullability or field metadata
     return version == _UINT64 and (data == _BINARY or data == _LARGE_BINARY)
 
 
