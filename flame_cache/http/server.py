@@ -4,7 +4,8 @@ The socket is bound before the thread starts, so a port in use fails
 start-up at once with the OS's reason. Signals stay with the main thread
 (uvicorn installs none off it); `stop` asks uvicorn to finish in-flight
 requests, waiting at most GRACE seconds. Connections are served by
-`protocol.GuardedH11Protocol` under `ConnectionLimits`.
+`protocol.HeadGuard` under `ConnectionLimits`, on the parser named
+here (PARSER), in the loop named here (LOOP): never whatever is installed.
 
 TLS (`https://`): the SSLContext the process built and checked at start-up
 (app/tls.py) is handed to uvicorn after its configuration is loaded, so
@@ -37,6 +38,11 @@ GRACE = 10.0
 BACKLOG = 511
 # accept() fails with these when the process or the system is out of descriptors or memory.
 OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# uvicorn's HTTP parser and event loop, named (never "auto": the guards are
+# per parser, and uvloop reports accept errors otherwise); chosen on
+# measurement (bench/README.md, "Parser and loop").
+PARSER = "h11"
+LOOP = "asyncio"
 
 
 class _Server(uvicorn.Server):
@@ -77,18 +83,26 @@ logging.getLogger("uvicorn.error").addFilter(_not_uvicorn_invalid_request)
 
 class HttpServer:
     def __init__(
-        self, app: FastAPI, host: str, port: int, limits: ConnectionLimits, ssl_context: ssl.SSLContext | None = None
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        limits: ConnectionLimits,
+        ssl_context: ssl.SSLContext | None = None,
+        parser: str | None = None,
+        loop: str | None = None,
     ) -> None:
         """Serve `app` on `host`:`port` (0: a free port, in `port` once started),
-        over TLS with `ssl_context` if given."""
+        over TLS with `ssl_context` if given; `parser` and `loop` replace
+        PARSER and LOOP (the benchmark compares them)."""
         self.host = host
         self.tls = ssl_context is not None
         self.limits = limits
         throttled = ThrottledLog(log)
         self.config = uvicorn.Config(
             app,
-            http=guarded_protocol(limits, throttled),
-            loop="asyncio",  # chosen, not whatever happens to be installed (uvloop handles accept errors otherwise)
+            http=guarded_protocol(limits, throttled, parser or PARSER),
+            loop=loop or LOOP,
             lifespan="off",
             log_config=None,  # the process's logging, as configured by the CLI
             access_log=False,
@@ -99,6 +113,7 @@ class HttpServer:
         if ssl_context is not None:
             self.config.load()  # uvicorn's own load would make a context of its own settings: ours replaces it
             self.config.ssl = ssl_context
+        self.parser, self.loop = parser or PARSER, loop or LOOP
         self.server = _Server(self.config, throttled)
         self._thread: threading.Thread | None = None
         self.port = port
@@ -128,6 +143,7 @@ class HttpServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise OSError(f"the HTTP server on {self.url} did not start")
             time.sleep(0.02)
+        log.info("HTTP on uvicorn %s, parser %s, event loop %s", uvicorn.__version__, self.parser, self.loop)
         return self
 
     def alive(self) -> bool:
