@@ -147,9 +147,17 @@ def flight_ready(endpoint: str) -> bool:
 class FlameCache(Server):
     name = "flame-cache"
 
-    def __init__(self, workdir: Path, storage: Path | None = None, checksums: bool = True, **cache: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        storage: Path | None = None,
+        checksums: bool = True,
+        http_variant: tuple[str, str] | None = None,
+        **cache: Any,
+    ) -> None:
         super().__init__(workdir)
         self.checksums = checksums  # False: bench/nochecksum.py, the same server summing nothing
+        self.http_variant = http_variant  # (parser, loop): bench/httpvariant.py, else the server's own choice
         self.storage = storage or workdir / f"store-{self.port}"
         self.http_port = free_port()
         self.endpoint = f"grpc://127.0.0.1:{self.port}"
@@ -164,8 +172,12 @@ class FlameCache(Server):
 
     def _command(self) -> list[str]:
         self.config_path.write_text(yaml.safe_dump({"cluster": {"name": "bench"}, "cache": self.cache}))
+        config = ["--config", str(self.config_path)]
+        if self.http_variant is not None:
+            http, loop = self.http_variant
+            return [sys.executable, "-m", "bench.httpvariant", "--http", http, "--loop", loop, *config]
         module = "flame_cache" if self.checksums else "bench.nochecksum"
-        return [sys.executable, "-m", module, "--config", str(self.config_path)]
+        return [sys.executable, "-m", module, *config]
 
     def _env(self) -> dict[str, str]:
         return repo_env()
