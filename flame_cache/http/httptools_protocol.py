@@ -6,14 +6,19 @@ counted as they arrive and the head is refused once past the limit: it
 never holds more than `max_head` and one read. A whole head is checked as
 h11's is (protocol.head_refusal) before its request starts. A head llhttp
 refuses is answered with llhttp's reason.
+
+On plain TCP with asyncio's loop (whose transports send files natively)
+each request is offered ASGI's zerocopysend extension (zerocopy.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import is_ssl
 
 from flame_cache.http.protocol import (
     MAX_REQUEST_LINE,
@@ -25,6 +30,7 @@ from flame_cache.http.protocol import (
     malformed,
     two_framings,
 )
+from flame_cache.http.zerocopy import ZEROCOPY, wrap_send
 
 
 class Refused(Exception):
@@ -53,6 +59,12 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         self._begun = False  # a request's first byte was read
         self._headed = False  # ... and its whole head, and its body is not yet all read
         self._head_bytes = 0  # bytes read while a head was incomplete
+        self._zero_copy = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        native = type(self.loop).sendfile is not asyncio.AbstractEventLoop.sendfile  # uvloop has none
+        self._zero_copy = native and not is_ssl(transport)
 
     def _awaiting_head(self) -> bool:
         """No head being read or answered: the last request was read whole and answered."""
@@ -93,7 +105,11 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         if refusal is not None:
             raise Refused(refusal)
         self._headed = True
+        if self._zero_copy:
+            self.scope["extensions"] = {ZEROCOPY: {}}
         super().on_headers_complete()
+        if self._zero_copy and self.cycle.scope is self.scope:  # a request to answer (not an upgrade)
+            self.cycle.send = wrap_send(self.cycle.send, self.transport, self.cycle)  # type: ignore[method-assign]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
