@@ -39,9 +39,9 @@ BACKLOG = 511
 # accept() fails with these when the process or the system is out of descriptors or memory.
 OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # uvicorn's HTTP parser and event loop, named (never "auto": the guards are
-# per parser, and uvloop reports accept errors otherwise); chosen on
-# measurement (bench/README.md, "Parser and loop").
-PARSER = "h11"
+# per parser, zero-copy sends need asyncio's sendfile, and the accept-error
+# handler is asyncio's); chosen on measurement (bench/README.md, "Parser and loop").
+PARSER = "httptools"
 LOOP = "asyncio"
 
 
