@@ -8,7 +8,8 @@ h11's is (protocol.head_refusal) before its request starts. A head llhttp
 refuses is answered with llhttp's reason.
 
 On plain TCP with asyncio's loop (whose transports send files natively)
-each request is offered ASGI's zerocopysend extension (zerocopy.py).
+each request is offered ASGI's zerocopysend extension (zerocopy.py); every
+response's head leaves with its first body write (corked.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from flame_cache.http.protocol import (
     malformed,
     two_framings,
 )
+from flame_cache.http.corked import CorkedTransport, corked_send
 from flame_cache.http.zerocopy import ZEROCOPY, wrap_send
 
 
@@ -108,8 +110,12 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         if self._zero_copy:
             self.scope["extensions"] = {ZEROCOPY: {}}
         super().on_headers_complete()
-        if self._zero_copy and self.cycle.scope is self.scope:  # a request to answer (not an upgrade)
-            self.cycle.send = wrap_send(self.cycle.send, self.transport, self.cycle)  # type: ignore[method-assign]
+        cycle = self.cycle
+        if cycle.scope is not self.scope:
+            return  # an upgrade: no request to answer here
+        send = wrap_send(cycle.send, self.transport, cycle) if self._zero_copy else cycle.send
+        cycle.transport = corked = CorkedTransport(self.transport, cycle)  # type: ignore[assignment]
+        cycle.send = corked_send(send, corked)  # type: ignore[method-assign]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
