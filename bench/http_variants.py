@@ -14,9 +14,11 @@ the http/asgi ratio within the variant.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.report import parse_size
@@ -36,6 +38,11 @@ def rows(sizes: list[int], clients: int, repeats: int, min_time: float) -> list[
 def measure(bench: Bench, server: Server, address: dict, label: str, specs: list[RowSpec]) -> dict[str, float]:
     server.start()
     try:
+        deadline = time.monotonic() + 15
+        while isinstance(server, FlameCache) and not server.http_status()[0]:  # HTTP starts after Flight
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{label}: the HTTP mirror did not answer")
+            time.sleep(0.1)
         return {spec.id: bench.run_row(label, server, address, spec)["ops_s"] for spec in specs}
     finally:
         server.stop()
@@ -49,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--min-time", type=float, default=0.5)
     p.add_argument("--variants", nargs="+", default=[f"{h}/{l}" for h, l in VARIANTS], help="parser/loop pairs")
+    p.add_argument("--json", type=Path, help="every round's figures, written after each round")
     args = p.parse_args(argv)
     variants = [tuple(v.split("/")) for v in args.variants]
     specs = rows([parse_size(s) for s in args.sizes], args.clients, args.repeats, args.min_time)
@@ -68,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 for row, value in got.items():
                     ops.setdefault((column, http, loop, row), []).append(value)
             cache.wipe()
+        if args.json:
+            args.json.write_text(json.dumps({"/".join(k): v for k, v in ops.items()}, indent=1))
+        print(f"after round {r + 1}:\n{table(ops, variants, specs)}", file=sys.stderr, flush=True)
     print(table(ops, variants, specs))
     return 0
 
