@@ -27,6 +27,7 @@ import pyarrow.flight as flight
 import yaml
 
 from bench import http_adapter
+from flame_cache.http import server as http_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -223,15 +224,16 @@ class BareFlight(Server):
 
 
 class BareAsgi(Server):
-    """bench/bare_asgi.py: the HTTP transport limit, on uvicorn's `http` parser and `loop`."""
+    """bench/bare_asgi.py: the HTTP transport limit, on uvicorn's `http` parser
+    and `loop`; by default flame-cache's own (http/server.py), so both columns match."""
 
     name = "bare-asgi"
     kind = "http"
 
-    def __init__(self, workdir: Path, http: str = "h11", loop: str = "asyncio") -> None:
+    def __init__(self, workdir: Path, http: str | None = None, loop: str | None = None) -> None:
         super().__init__(workdir)
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.http, self.loop = http, loop
+        self.http, self.loop = http or http_server.PARSER, loop or http_server.LOOP
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "bench.bare_asgi", "--port", str(self.port), "--http", self.http, "--loop", self.loop]
