@@ -7,7 +7,9 @@ socket. With sendfile the bytes go from the page cache to the socket; the
 event loop only waits for the socket to take them. A large base was read
 whole for its checksum when it was loaded, so its pages are cached and a
 send does not wait for the disk (a cold page would be read by the kernel
-inside sendfile, on the loop's thread).
+inside sendfile, on the loop's thread). Middlewares that count body bytes
+must count a zerocopysend message's `count` too (metrics.py does not yet:
+its sent-bytes counter misses these bodies).
 
 The server side (httptools_protocol.py) advertises the extension in
 `scope["extensions"]` on plain TCP with asyncio's loop, whose transports
