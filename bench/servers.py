@@ -186,9 +186,13 @@ class FlameCache(Server):
     def ready(self) -> bool:
         return flight_ready(self.endpoint)
 
-    def http_status(self) -> tuple[bool, str]:
-        """(True, "") if the HTTP mirror answers /healthz, else (False, why)."""
-        return http_adapter.healthy(self.http_endpoint)
+    def http_status(self, wait: float = 10.0) -> tuple[bool, str]:
+        """(True, "") once the HTTP mirror answers /healthz, else (False, why)
+        after `wait` seconds (it starts after Flight, which `ready` waits for)."""
+        deadline = time.monotonic() + wait
+        while not (status := http_adapter.healthy(self.http_endpoint))[0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return status
 
     def wipe(self) -> None:
         shutil.rmtree(self.storage, ignore_errors=True)
