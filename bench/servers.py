@@ -27,6 +27,7 @@ import pyarrow.flight as flight
 import yaml
 
 from bench import http_adapter
+from flame_cache.http import server as http_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,10 +150,17 @@ class FlameCache(Server):
     name = "flame-cache"
 
     def __init__(
-        self, workdir: Path, storage: Path | None = None, checksums: bool = True, checkout: Path = REPO, **cache: Any
+        self,
+        workdir: Path,
+        storage: Path | None = None,
+        checksums: bool = True,
+        http_variant: tuple[str, str] | None = None,
+        checkout: Path = REPO,
+        **cache: Any,
     ) -> None:
         super().__init__(workdir)
         self.checksums = checksums  # False: bench/nochecksum.py, the same server summing nothing
+        self.http_variant = http_variant  # (parser, loop): bench/httpvariant.py, else the server's own choice
         self.checkout = checkout  # whose flame_cache runs: this checkout, or a baseline's (bench/ab.py)
         self.storage = storage or workdir / f"store-{self.port}"
         self.http_port = free_port()
@@ -168,8 +176,12 @@ class FlameCache(Server):
 
     def _command(self) -> list[str]:
         self.config_path.write_text(yaml.safe_dump({"cluster": {"name": "bench"}, "cache": self.cache}))
+        config = ["--config", str(self.config_path)]
+        if self.http_variant is not None:
+            http, loop = self.http_variant
+            return [sys.executable, "-m", "bench.httpvariant", "--http", http, "--loop", loop, *config]
         module = "flame_cache" if self.checksums else "bench.nochecksum"
-        return [sys.executable, "-m", module, "--config", str(self.config_path)]
+        return [sys.executable, "-m", module, *config]
 
     def _env(self) -> dict[str, str]:
         return repo_env(self.checkout)
@@ -177,9 +189,13 @@ class FlameCache(Server):
     def ready(self) -> bool:
         return flight_ready(self.endpoint)
 
-    def http_status(self) -> tuple[bool, str]:
-        """(True, "") if the HTTP mirror answers /healthz, else (False, why)."""
-        return http_adapter.healthy(self.http_endpoint)
+    def http_status(self, wait: float = 10.0) -> tuple[bool, str]:
+        """(True, "") once the HTTP mirror answers /healthz, else (False, why)
+        after `wait` seconds (it starts after Flight, which `ready` waits for)."""
+        deadline = time.monotonic() + wait
+        while not (status := http_adapter.healthy(self.http_endpoint))[0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return status
 
     def wipe(self) -> None:
         shutil.rmtree(self.storage, ignore_errors=True)
@@ -215,15 +231,16 @@ class BareFlight(Server):
 
 
 class BareAsgi(Server):
-    """bench/bare_asgi.py: the HTTP transport limit, on uvicorn's `http` parser and `loop`."""
+    """bench/bare_asgi.py: the HTTP transport limit, on uvicorn's `http` parser
+    and `loop`; by default flame-cache's own (http/server.py), so both columns match."""
 
     name = "bare-asgi"
     kind = "http"
 
-    def __init__(self, workdir: Path, http: str = "h11", loop: str = "asyncio") -> None:
+    def __init__(self, workdir: Path, http: str | None = None, loop: str | None = None) -> None:
         super().__init__(workdir)
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.http, self.loop = http, loop
+        self.http, self.loop = http or http_server.PARSER, loop or http_server.LOOP
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "bench.bare_asgi", "--port", str(self.port), "--http", self.http, "--loop", self.loop]

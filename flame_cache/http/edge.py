@@ -28,6 +28,7 @@ from flame_cache.http.errors import error_response, log_error_response, log_fail
 from flame_cache.http.metrics import Operations
 from flame_cache.http.origins import AllowedHosts, origin_refusal
 from flame_cache.http.targets import target_problem
+from flame_cache.http.zerocopy import ZEROCOPY
 from flame_cache.metrics import HTTP, RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class _Exchange:
         if message["type"] == "http.response.start":
             self.status, self.started = message["status"], True
             message["headers"] = dated(list(message.get("headers", [])), time.time())
+        elif message["type"] == ZEROCOPY:  # a file's bytes by sendfile (zerocopy.py): no body to look at
+            self.sent += message["count"]
         else:
             body = message.get("body", b"")
             self.sent += len(body)

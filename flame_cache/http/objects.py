@@ -49,8 +49,9 @@ from flame_cache.http.conditions import (
 )
 from flame_cache.http.context import Context, context
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
+from flame_cache.http.zerocopy import BlobFileResponse, offered
 from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, Snapshot, checksum
-from flame_cache.store.blobs import Blob, BufferBlob
+from flame_cache.store.blobs import Blob, BufferBlob, FileBlob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.expiry import MAX_TTL
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
@@ -137,8 +138,9 @@ async def get_object(
     tags = parse_etags(if_none_match, "If-None-Match")
     if matches(tags, info.version):
         return Response(status_code=304, headers=_headers(info))
+    zero_copy = offered(request.scope)
     if delta is not None:
-        return _delta(snapshot, delta)
+        return _delta(snapshot, delta, zero_copy)
     if snapshot.kind is Kind.TABLE or _wants_arrow(format_, request.headers.get("accept")):
         if version is None and isinstance(tags, list) and len(tags) == 1:
             version = tags[0]
@@ -150,7 +152,7 @@ async def get_object(
             "'version' and 'chunked' select rows of the Arrow stream; "
             "ask for it with Accept: application/vnd.apache.arrow.stream or ?format=arrow",
         )
-    return _raw(snapshot, range_, if_range, download)
+    return _raw(snapshot, range_, if_range, download, zero_copy)
 
 
 @router.head("/objects/{key:path}", responses={200: {"description": "Headers of GET, no body"}, **RESPONSES})
@@ -183,11 +185,16 @@ async def _snapshot(ctx: Context, key: str) -> Snapshot:
     return ctx.store.resident(parsed) or await run_in_threadpool(ctx.store.get, parsed)
 
 
-def _body(blob: Blob, start: int, end: int, status: int, headers: dict[str, str], media_type: str) -> Response:
+def _body(
+    blob: Blob, start: int, end: int, status: int, headers: dict[str, str], media_type: str, zero_copy: bool
+) -> Response:
     """Bytes [start, end) of a blob: a short part of one in memory sent from
-    the event loop as it is; anything else read piece by piece in a thread."""
+    the event loop as it is; one in its file by sendfile if the server offers
+    it (`zero_copy`); anything else read piece by piece in a thread."""
     if isinstance(blob, BufferBlob) and end - start <= SHORT_BODY_BYTES:
         return Response(memoryview(blob.buffer())[start:end], status, headers, media_type)
+    if zero_copy and isinstance(blob, FileBlob):
+        return BlobFileResponse(blob, start, end, status, headers, media_type)
     return StreamingResponse(blob_pieces(blob, start, end), status, headers, media_type)
 
 
@@ -227,7 +234,7 @@ CHECKSUM_HEADER = Header(
 )
 
 
-def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool) -> Response:
+def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool, zero_copy: bool) -> Response:
     info, base = snapshot.info(), snapshot.base
     size = base.size
     headers = {**_headers(info), "Accept-Ranges": "bytes"}
@@ -246,19 +253,19 @@ def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download:
         ) from None
     if part is None:
         headers.update({"Content-Length": str(size), **_checksum(base)})
-        return _body(base, 0, size, 200, headers, RAW)
+        return _body(base, 0, size, 200, headers, RAW, zero_copy)
     headers.update({"Content-Length": str(part.length), "Content-Range": part.content_range(size)})
-    return _body(base, part.start, part.end, 206, headers, RAW)
+    return _body(base, part.start, part.end, 206, headers, RAW, zero_copy)
 
 
-def _delta(snapshot: Snapshot, index: int) -> Response:
+def _delta(snapshot: Snapshot, index: int, zero_copy: bool) -> Response:
     info = snapshot.info()
     if index >= len(snapshot.deltas):
         raise HttpError(
             404, "not_found", f"object {info.key!r} has {len(snapshot.deltas)} delta(s); there is no delta {index}"
         )
     delta = snapshot.deltas[index]
-    return _body(delta, 0, delta.size, 200, {**_headers(info), "Content-Length": str(delta.size)}, RAW)
+    return _body(delta, 0, delta.size, 200, {**_headers(info), "Content-Length": str(delta.size)}, RAW, zero_copy)
 
 
 def _arrow(snapshot: Snapshot, client_version: int, chunked: bool) -> Response:

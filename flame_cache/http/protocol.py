@@ -1,10 +1,11 @@
-"""uvicorn's h11 protocol with the limits a listening socket needs.
+"""The rules every HTTP connection is held to, whichever parser reads it.
 
 uvicorn (0.54) arms its keep-alive timer only after a response, so a
 connection that never sends a byte is held forever, and it caps neither the
 number of connections nor (for a head that arrives whole) the size of a
-request head. It answers an over-large head with a bare 400 and closes at
-once, so a client still sending gets a TCP reset instead of the answer.
+request head. It answers an over-large or malformed head with a bare 400
+and closes at once, so a client still sending gets a TCP reset instead of
+the answer.
 
 Rules here:
 - a connection must complete its request head within `header_timeout`
@@ -16,9 +17,13 @@ Rules here:
 - a request line over MAX_REQUEST_LINE bytes is 414, a head over
   `max_head` bytes 431, a request with both Content-Length and
   Transfer-Encoding 400 (ambiguous framing is how requests are smuggled
-  past a proxy), any other malformed head 400 naming h11's reason;
+  past a proxy), a Transfer-Encoding other than chunked 501, any other
+  malformed head 400 naming the parser's reason;
 - a refused connection is answered, its sending side shut, what the client
   still sends is read and dropped for at most LINGER seconds, then closed.
+
+`HeadGuard` holds the rules; each parser's module (h11_protocol.py,
+httptools_protocol.py) tells it where a head begins and ends.
 """
 
 from __future__ import annotations
@@ -27,11 +32,9 @@ import asyncio
 import http
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("flame_cache.http")
 
@@ -76,111 +79,102 @@ def head_too_large(max_head: int) -> Refusal:
     return Refusal(431, "headers_too_large", f"the request line and headers are larger than {max_head} bytes")
 
 
-def refusal_of(exc: h11.RemoteProtocolError, buffered: bytes, max_head: int) -> Refusal:
-    """What to answer for a head h11 could not parse; `buffered` is its unparsed input."""
-    if exc.error_status_hint == 431:  # h11: more than max_head bytes without a complete head
-        end_of_line = buffered.find(b"\n")
-        if end_of_line == -1 or end_of_line > MAX_REQUEST_LINE:
-            return line_too_long()
-        return head_too_large(max_head)
-    status = exc.error_status_hint if exc.error_status_hint in (400, 501) else 400
-    return Refusal(status, "bad_request" if status == 400 else "not_implemented", f"malformed HTTP request: {exc}")
+def two_framings() -> Refusal:
+    return Refusal(
+        400, "bad_request", "the request has both Content-Length and Transfer-Encoding; send one (RFC 9112, section 6.1)"
+    )
 
 
-def refusal_for(request: h11.Request, max_head: int) -> Refusal | None:
-    """A head h11 parsed but we refuse: too long (it can arrive whole, past
-    h11's limit) or with two framings."""
-    if len(request.method) + len(request.target) + len(b"  HTTP/1.1") > MAX_REQUEST_LINE:
+def malformed(reason: object, status: int = 400) -> Refusal:
+    return Refusal(status, "bad_request" if status == 400 else "not_implemented", f"malformed HTTP request: {reason}")
+
+
+def head_refusal(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]], max_head: int) -> Refusal | None:
+    """A parsed head we refuse: too long (it can arrive whole, past a
+    parser's own limit), two framings, or a coding other than chunked.
+    `headers` have lower-case names."""
+    if len(method) + len(target) + len(b"  HTTP/1.1") > MAX_REQUEST_LINE:
         return line_too_long()
-    if sum(len(name) + len(value) + 4 for name, value in request.headers) > max_head:
+    size, names, coding = 0, set(), None
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+        names.add(name)
+        if name == b"transfer-encoding":
+            coding = value
+    if size > max_head:
         return head_too_large(max_head)
-    names = {name for name, _ in request.headers}  # h11 lower-cases them
     if b"content-length" in names and b"transfer-encoding" in names:
-        return Refusal(
-            400,
-            "bad_request",
-            "the request has both Content-Length and Transfer-Encoding; send one (RFC 9112, section 6.1)",
-        )
+        return two_framings()
+    if coding is not None and coding.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
+        return malformed("Only Transfer-Encoding: chunked is supported", 501)
     return None
 
 
-class GuardedConnection(h11.Connection):
-    """h11's server side, remembering why it refused a head (uvicorn only
-    learns that it did) and refusing the heads `refusal_for` names."""
-
-    def __init__(self, max_head: int) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=max_head)
-        self.max_head = max_head
-        self.refusal: Refusal | None = None
-
-    def next_event(self) -> Any:
-        """h11's next event; raises h11.RemoteProtocolError with `refusal` set."""
-        try:
-            event = super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.refusal = self.refusal or refusal_of(exc, self.trailing_data[0], self.max_head)
-            raise
-        if isinstance(event, h11.Request):
-            refusal = refusal_for(event, self.max_head)
-            if refusal is not None:
-                self.refusal = refusal
-                raise h11.RemoteProtocolError(refusal.message, error_status_hint=refusal.status)
-        return event
-
-
-class GuardedH11Protocol(H11Protocol):
-    """One HTTP connection, under the rules of this module. A subclass per
-    server (`guarded_protocol`) carries its limits and its waiting list."""
+class HeadGuard:
+    """The rules of this module over one of uvicorn's protocol classes
+    (mixed in before it). A subclass per server (`server.guarded_protocol`)
+    carries its limits and its waiting list. The parser's side says whether
+    the connection awaits a head (`_awaiting_head`), has sent part of one
+    (`_partial_head`), and feeds what arrives (`_parse`)."""
 
     limits: ClassVar[ConnectionLimits]
     refusals: ClassVar[Any]  # a ThrottledLog, or None
     # Connections waiting for a request head, oldest first (a dict keeps order);
     # only the event loop's thread touches it.
-    waiting: ClassVar[dict[GuardedH11Protocol, None]]
+    waiting: ClassVar[dict[HeadGuard, None]]
+    # uvicorn's protocol provides these
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    connections: set
+    client: tuple[str, int] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.conn = GuardedConnection(self.limits.max_head)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._head_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._lingering = False
 
+    def _awaiting_head(self) -> bool:
+        raise NotImplementedError
+
+    def _partial_head(self) -> bool:
+        raise NotImplementedError
+
+    def _parse(self, data: bytes) -> None:
+        raise NotImplementedError
+
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         if self._make_room():
             self._await_head()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # refused: the rest of what the client sends is dropped
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
+        self._parse(data)
+        if not self._awaiting_head():
             self._head_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_done()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     # -- uvicorn's hooks ---------------------------------------------------
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # may already have read a pipelined head
-        if not self.transport.is_closing() and not self._lingering and self.conn.their_state is h11.IDLE:
+        super().on_response_complete()  # type: ignore[misc]  # may already have read a pipelined head
+        if not self.transport.is_closing() and not self._lingering and self._awaiting_head():
             self._await_head()
-
-    def send_400_response(self, msg: str) -> None:
-        """uvicorn calls this when h11 refuses a head; answer with the reason."""
-        self.refuse(self.conn.refusal or Refusal(400, "bad_request", f"malformed HTTP request: {msg}"))
 
     def shutdown(self) -> None:
         if self._lingering:
             self.transport.close()
         else:
-            super().shutdown()
+            super().shutdown()  # type: ignore[misc]
 
     # -- the rules ---------------------------------------------------------
 
@@ -228,9 +222,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing() or not self._awaiting_head():
             return
-        if self.conn.trailing_data[0]:
+        if self._partial_head():
             seconds = f"{self.limits.header_timeout:g}"
             self.refuse(Refusal(408, "request_timeout", f"no complete request head within {seconds}s (cache.http.header_timeout)"))
         else:
@@ -240,12 +234,3 @@ class GuardedH11Protocol(H11Protocol):
         """Close a connection that sent nothing of its next request."""
         self._head_done()
         self.transport.close()
-
-
-def guarded_protocol(limits: ConnectionLimits, refusals: Any = None) -> type[GuardedH11Protocol]:
-    """A protocol class for one server: its limits, and its own waiting list."""
-    return type(
-        "ServerH11Protocol",
-        (GuardedH11Protocol,),
-        {"limits": limits, "refusals": refusals, "waiting": {}},
-    )

@@ -4,7 +4,8 @@ The socket is bound before the thread starts, so a port in use fails
 start-up at once with the OS's reason. Signals stay with the main thread
 (uvicorn installs none off it); `stop` asks uvicorn to finish in-flight
 requests, waiting at most GRACE seconds. Connections are served by
-`protocol.GuardedH11Protocol` under `ConnectionLimits`.
+`protocol.HeadGuard` under `ConnectionLimits`, on the parser named
+here (PARSER), in the loop named here (LOOP): never whatever is installed.
 
 TLS (`https://`): the SSLContext the process built and checked at start-up
 (app/tls.py) is handed to uvicorn after its configuration is loaded, so
@@ -26,7 +27,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from flame_cache.http.protocol import ConnectionLimits, guarded_protocol
+from flame_cache.http.h11_protocol import GuardedH11Protocol
+from flame_cache.http.httptools_protocol import GuardedHttpToolsProtocol
+from flame_cache.http.protocol import ConnectionLimits
 from flame_cache.http.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,11 @@ GRACE = 10.0
 BACKLOG = 511
 # accept() fails with these when the process or the system is out of descriptors or memory.
 OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# uvicorn's HTTP parser and event loop, named (never "auto": the guards are
+# per parser, zero-copy sends need asyncio's sendfile, and the accept-error
+# handler is asyncio's); chosen on measurement (bench/README.md, "Parser and loop").
+PARSER = "httptools"
+LOOP = "asyncio"
 
 
 class _Server(uvicorn.Server):
@@ -77,18 +85,26 @@ logging.getLogger("uvicorn.error").addFilter(_not_uvicorn_invalid_request)
 
 class HttpServer:
     def __init__(
-        self, app: FastAPI, host: str, port: int, limits: ConnectionLimits, ssl_context: ssl.SSLContext | None = None
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        limits: ConnectionLimits,
+        ssl_context: ssl.SSLContext | None = None,
+        parser: str | None = None,
+        loop: str | None = None,
     ) -> None:
         """Serve `app` on `host`:`port` (0: a free port, in `port` once started),
-        over TLS with `ssl_context` if given."""
+        over TLS with `ssl_context` if given; `parser` and `loop` replace
+        PARSER and LOOP (the benchmark compares them)."""
         self.host = host
         self.tls = ssl_context is not None
         self.limits = limits
         throttled = ThrottledLog(log)
         self.config = uvicorn.Config(
             app,
-            http=guarded_protocol(limits, throttled),
-            loop="asyncio",  # chosen, not whatever happens to be installed (uvloop handles accept errors otherwise)
+            http=guarded_protocol(limits, throttled, parser or PARSER),
+            loop=loop or LOOP,
             lifespan="off",
             log_config=None,  # the process's logging, as configured by the CLI
             access_log=False,
@@ -99,6 +115,7 @@ class HttpServer:
         if ssl_context is not None:
             self.config.load()  # uvicorn's own load would make a context of its own settings: ours replaces it
             self.config.ssl = ssl_context
+        self.parser, self.loop = parser or PARSER, loop or LOOP
         self.server = _Server(self.config, throttled)
         self._thread: threading.Thread | None = None
         self.port = port
@@ -128,6 +145,7 @@ class HttpServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise OSError(f"the HTTP server on {self.url} did not start")
             time.sleep(0.02)
+        log.info("HTTP on uvicorn %s, parser %s, event loop %s", uvicorn.__version__, self.parser, self.loop)
         return self
 
     def alive(self) -> bool:
@@ -140,3 +158,15 @@ class HttpServer:
         self._thread.join(GRACE + 5)
         if self._thread.is_alive():
             log.warning("HTTP server did not stop within %.0fs", GRACE + 5)
+
+
+PROTOCOLS = {"h11": GuardedH11Protocol, "httptools": GuardedHttpToolsProtocol}  # uvicorn's parsers, guarded
+
+
+def guarded_protocol(limits: ConnectionLimits, refusals: Any, parser: str) -> type:
+    """A protocol class for one server, on `parser` (h11 or httptools): its
+    limits, and its own waiting list; ValueError for another parser."""
+    base = PROTOCOLS.get(parser)
+    if base is None:
+        raise ValueError(f"unknown HTTP parser {parser!r}: h11 or httptools")
+    return type(f"Server{base.__name__}", (base,), {"limits": limits, "refusals": refusals, "waiting": {}})

@@ -143,6 +143,20 @@ class FileBlob(Blob):
             source.close()  # the buffers keep the mapping alive
         return join_buffers(parts) if parts else pa.py_buffer(b"")
 
+    def spans(self, offset: int, end: int) -> list[tuple[int, int, int]]:
+        """Bytes [offset, end) as (descriptor, file offset, length) runs, for
+        a server that sends them from the file itself (sendfile); the
+        descriptor lives as long as this blob."""
+        runs = []
+        index = bisect.bisect_right(self._starts, offset) - 1
+        while offset < end:
+            cell, within = self._cells[index], offset - self._starts[index]
+            take = min(cell.size - within, end - offset)
+            runs.append((self._fd, cell.offset + within, take))
+            offset += take
+            index += 1
+        return runs
+
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + length, self.size)
         parts: list[bytes] = []
