@@ -164,6 +164,8 @@ class FlameCache(Server):
         self.checkout = checkout  # whose flame_cache runs: this checkout, or a baseline's (bench/ab.py)
         self.storage = storage or workdir / f"store-{self.port}"
         self.http_port = free_port()
+        while self.http_port == self.port:  # two asks in a row may get the same free port
+            self.http_port = free_port()
         self.endpoint = f"grpc://127.0.0.1:{self.port}"
         self.http_endpoint = f"http://127.0.0.1:{self.http_port}"
         self.cache = {

@@ -16,10 +16,20 @@ import pyarrow.flight as flight
 import yaml
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port free now and not handed out before by this process:
+    the kernel may give the same free port to two asks in a row (a server's
+    Flight and HTTP ports), since neither is held until the server binds it."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def storage_snapshot(root: Path) -> dict[str, bytes | None]:
