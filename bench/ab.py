@@ -9,7 +9,9 @@ goes on the machine falls on both alike. Used for:
   worktree of the commit before a change (`git worktree add ../base HEAD~1`):
   the metrics' cost (issue 14: no row slower by more than 3%), or any
   change's. The baseline's server runs from its checkout with this one's
-  Python environment and the same client code.
+  Python environment and the same client code;
+- `--metrics-off`: this checkout against itself with its request metrics
+  taken out (bench/nometrics.py): the metrics' cost in one build.
 """
 
 from __future__ import annotations
@@ -61,15 +63,16 @@ def alternate(
 
 
 def against_baseline(
-    run_row: Callable[..., dict], workdir: Path, baseline: Path, rows: list[tuple[str, Any]], rounds: int
+    run_row: Callable[..., dict], workdir: Path, baseline: Path | None, rows: list[tuple[str, Any]], rounds: int
 ) -> dict:
-    """This checkout against `baseline`'s, alternated on `rows`: each row's
-    median ops/s on both and their ratio (> 1: this checkout is faster)."""
-    variants = (
-        Variant("this", lambda: FlameCache(workdir)),
-        Variant("baseline", lambda: FlameCache(workdir, checkout=baseline)),
-    )
-    ops = alternate(run_row, variants, rows, rounds)
+    """This checkout against `baseline`'s (None: this checkout with its
+    request metrics taken out, bench/nometrics.py), alternated on `rows`: each
+    row's median ops/s on both and their ratio (> 1: this one is faster)."""
+    if baseline is None:
+        other = Variant("baseline", lambda: FlameCache(workdir, metrics=False))
+    else:
+        other = Variant("baseline", lambda: FlameCache(workdir, checkout=baseline))
+    ops = alternate(run_row, (Variant("this", lambda: FlameCache(workdir)), other), rows, rounds)
     out = []
     for protocol, spec in rows:
         this, base = (ops[(label, protocol, spec.id)] for label in ("this", "baseline"))
@@ -78,6 +81,9 @@ def against_baseline(
             "baseline_ops_s": statistics.median(base), "ratio": statistics.median(this) / statistics.median(base),
             "rounds": {"this": this, "baseline": base},
         })  # fmt: skip
+    if baseline is None:
+        return {"baseline": "this checkout, metrics off (bench/nometrics.py)", "baseline_commit": "metrics off",
+                "rounds": rounds, "rows": out}  # fmt: skip
     return {"baseline": str(baseline), "baseline_commit": commit_of(baseline), "rounds": rounds, "rows": out}
 
 

@@ -99,6 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checksums-only", action="store_true", help="only the checksums' cost (no other rows)")
     p.add_argument("--baseline", type=Path, help="another checkout (e.g. a git worktree of the commit before a change) "
                    "whose server is alternated with this one's on puts and gets of both protocols (bench/ab.py)")
+    p.add_argument("--metrics-off", action="store_true", help="the --baseline A/B against this checkout with its "
+                   "request metrics taken out (bench/nometrics.py) instead of another checkout")
     p.add_argument("--baseline-only", action="store_true", help="only the --baseline A/B (no other rows)")
     p.add_argument("--baseline-rounds", type=int, default=4, help="rounds of the --baseline A/B (default 4)")
     p.add_argument("--redis-server", default="redis-server", help="redis-server binary (default: from PATH)")
@@ -482,9 +484,10 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:  # report it and keep the rest
                     startup_result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                     progress(f"start-up: ERROR {exc}")
-        if args.baseline is not None:
-            progress(f"against the baseline {args.baseline}: alternated rounds of puts and gets, both protocols")
-            baseline = ab.against_baseline(bench.run_row, workdir, args.baseline.resolve(), baseline_rows(bench),
+        if args.baseline is not None or args.metrics_off:
+            other = args.baseline.resolve() if args.baseline is not None else None
+            progress(f"against the baseline {other or 'metrics off'}: alternated rounds of puts and gets, both protocols")
+            baseline = ab.against_baseline(bench.run_row, workdir, other, baseline_rows(bench),
                                            2 if args.quick else args.baseline_rounds)  # fmt: skip
         if not args.skip_checksums and "flight" in wanted and not args.baseline_only:
             progress("checksums: puts with and without, and the first get (the load check)")

@@ -156,12 +156,14 @@ class FlameCache(Server):
         checksums: bool = True,
         http_variant: tuple[str, str] | None = None,
         checkout: Path = REPO,
+        metrics: bool = True,
         **cache: Any,
     ) -> None:
         super().__init__(workdir)
         self.checksums = checksums  # False: bench/nochecksum.py, the same server summing nothing
         self.http_variant = http_variant  # (parser, loop): bench/httpvariant.py, else the server's own choice
         self.checkout = checkout  # whose flame_cache runs: this checkout, or a baseline's (bench/ab.py)
+        self.metrics = metrics  # False: bench/nometrics.py, the same server with its request metrics taken out
         self.storage = storage or workdir / f"store-{self.port}"
         self.http_port = free_port()
         while self.http_port == self.port:  # two asks in a row may get the same free port
@@ -183,6 +185,8 @@ class FlameCache(Server):
             http, loop = self.http_variant
             return [sys.executable, "-m", "bench.httpvariant", "--http", http, "--loop", loop, *config]
         module = "flame_cache" if self.checksums else "bench.nochecksum"
+        if not self.metrics:
+            module = "bench.nometrics"
         return [sys.executable, "-m", module, *config]
 
     def _env(self) -> dict[str, str]:
