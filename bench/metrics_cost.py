@@ -3,7 +3,7 @@
     python -m bench.metrics_cost [--calls 200000] [--flight-calls 5000] [--rounds 3]
 
 Rows (medians over --rounds; each row's own time, the loop's subtracted):
-- `RequestMetrics.start` + `finish`: what every request of either protocol pays
+- a request's in-flight entry and report: what every request of either protocol pays
   (two appends and a pop), and `sum()` per request (what the background thread
   pays to fold one into the sums: a bucket, the outcome, the bytes); the same
   figures kept with prometheus-client's Counter, Histogram and Gauge, for
@@ -58,9 +58,13 @@ def per_call(function: Callable[[], object], calls: int) -> float:
 
 def request_metrics() -> Callable[[], None]:
     requests = RequestMetrics(sum_every=None)
+    flying, report = requests.in_flight("flight"), requests.report
 
-    def one() -> None:
-        requests.finish("flight", "DoGet", "OK", requests.start("flight"), 1024, 2048)
+    def one() -> None:  # what flight/rpc.py and http/edge.py do for a request
+        flying.append(True)
+        started = time.perf_counter()
+        report(("flight", "DoGet", "OK", time.perf_counter() - started, 1024, 2048))
+        flying.pop()
 
     return one
 
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        rows.setdefault("RequestMetrics start + finish", []).append(per_call(request_metrics(), args.calls))
+        rows.setdefault("RequestMetrics: in flight + report", []).append(per_call(request_metrics(), args.calls))
         rows.setdefault("RequestMetrics sum, per request (background thread)", []).append(summing(args.calls))
         rows.setdefault("prometheus-client Counter/Histogram/Gauge, same figures", []).append(
             per_call(prometheus_client_metrics(), args.calls)

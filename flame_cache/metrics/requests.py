@@ -1,14 +1,13 @@
 """Requests on both protocols, counted cheaply on the hot path (SPEC 10).
 
-`RequestMetrics` is the one place either protocol reports a request to:
-`start(protocol)` when it begins (in flight), `finish(...)` when it ends,
-or `observe(...)` for one that was never started (refused before it began).
+`RequestMetrics` is the one place either protocol reports a request to.
 Each Python call in a request's path costs microseconds in gRPC's threads,
-so a request only appends to lists: its start to the protocol's in-flight
-list, its end, as one tuple, to the reported ones (`list.append`, `.pop` and
-`deque.append` are atomic: no lock). A hot path can do those itself, with
-no Python call at all: `in_flight(protocol)` is the list, `report` the
-deque's append (flight/rpc.py does so). `sum()` folds the reported requests
+so a request only appends to lists, itself, with no call of ours: its start
+to the protocol's in-flight list (`in_flight(protocol)`), its end, as one
+tuple, to the reported ones (`report`, the deque's append) and a pop of the
+in-flight list (`list.append`, `.pop` and `deque.append` are atomic: no
+lock; flight/rpc.py and http/edge.py do so). `observe(...)` reports a
+request that was never in flight (refused before it began). `sum()` folds the reported requests
 into the sums, under a lock: a background thread does so every SUM_EVERY
 seconds, and each scrape before it reads them. The Prometheus families
 (`flame_cache_requests_total`, `flame_cache_request_seconds`,
@@ -73,23 +72,11 @@ class RequestMetrics(Collector):
 
     def in_flight(self, protocol: str) -> list[bool]:
         """`protocol`'s requests in flight, one item each: append one as a
-        request starts, pop one as it ends (what `start` and `finish` do)."""
+        request starts, pop one as it ends."""
         return self._flying[protocol]
 
-    def start(self, protocol: str) -> float:
-        """A request of `protocol` (one of PROTOCOLS, else KeyError) begins:
-        it is in flight until `finish`; its start (`time.perf_counter()`)."""
-        self._flying[protocol].append(True)
-        return time.perf_counter()
-
-    def finish(self, protocol: str, operation: str, outcome: str, started: float, received: int = 0, sent: int = 0) -> None:
-        """The request `start` began has ended with `outcome`, having
-        `received` and `sent` bytes: no longer in flight, and reported."""
-        self.report((protocol, operation, outcome, time.perf_counter() - started, received, sent))
-        self._flying[protocol].pop()
-
     def observe(self, protocol: str, operation: str, outcome: str, seconds: float, received: int = 0, sent: int = 0) -> None:
-        """One whole request that took `seconds`, never `start`ed (refused
+        """One whole request that took `seconds`, never in flight (refused
         before it began); KeyError for a protocol not in PROTOCOLS."""
         if protocol not in PROTOCOLS:
             raise KeyError(f"protocol {protocol!r} is none of {PROTOCOLS}")
