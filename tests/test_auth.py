@@ -317,7 +317,7 @@ def test_matrix(server: SecureServer, caller, case: Case, credential: str) -> No
 
 
 def test_the_table_has_every_http_route_and_every_action() -> None:
-    app = create_app(Store(None), "grpc://127.0.0.1:1")
+    app = create_app(Store(None), "grpc://127.0.0.1:1").app  # the FastAPI app behind the lane
     mounts = {route.path for route in app.routes if isinstance(route, Mount)}
     assert mounts == {DOCS_ASSETS}, mounts  # Swagger UI's static files, open like /docs
     routes = {(method, route.path.replace(":path", "")) for route in app.routes if hasattr(route, "methods") for method in route.methods}

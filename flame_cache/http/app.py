@@ -1,8 +1,9 @@
-"""The FastAPI application of the HTTP mirror, over one store."""
+"""The HTTP mirror's application, over one store: FastAPI behind the object lane."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -34,8 +35,9 @@ def create_app(
     allowed_hosts: Collection[str] | None = None,
     policy: Policy | None = None,
     metrics: Metrics | None = None,
-) -> FastAPI:
-    """`advertised` is the Flight endpoint named in ObjectRefs. `allowed_hosts`
+) -> ObjectLane:
+    """The app uvicorn serves: the object lane in front of the FastAPI
+    app (its `app`). `advertised` is the Flight endpoint named in ObjectRefs. `allowed_hosts`
     are the names the Host header may carry (`*`: any); None means loopback
     names and the advertised host. `policy` is cache.auth (None: open).
     `metrics` is the process's, which Flight reports to too (None: the app's
@@ -54,13 +56,14 @@ def create_app(
     install_error_handlers(app)
     for module in (objects, listing, health, page):
         app.include_router(module.router)
-    # Added innermost first: a request meets the edge (Host, Origin, target; Date, 500s, the failure log, the metrics), the lane.
-    app.add_middleware(ObjectLane)  # the commonest object requests, straight to their routes
-    hosts = AllowedHosts(default_hosts(advertised) if allowed_hosts is None else allowed_hosts)
-    app.add_middleware(Edge, hosts=hosts, requests=metrics.requests, operations=Operations(app.routes))
     if policy.enabled:
         document_bearer(app)
-    return app
+    # Every request meets the edge (Host, Origin, target; Date, 500s, the failure log, the metrics):
+    # FastAPI's as its middleware, the lane's (the commonest object requests) in front of FastAPI.
+    hosts = AllowedHosts(default_hosts(advertised) if allowed_hosts is None else allowed_hosts)
+    edge = partial(Edge, hosts=hosts, requests=metrics.requests, operations=Operations(app.routes))
+    app.add_middleware(Edge, **edge.keywords)
+    return ObjectLane(app, edge)
 
 
 def document_bearer(app: FastAPI) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 from fastapi import Request
+from starlette.types import Scope
 
 from flame_cache.metrics import Metrics
 from flame_cache.store import Store
@@ -22,9 +25,9 @@ class Shared:
     policy: Policy
 
 
-@dataclass(frozen=True)
-class Context:
-    """One request's view: `store` checks the caller's scopes (store/guard.py)."""
+class Context(NamedTuple):
+    """One request's view: `store` checks the caller's scopes (store/guard.py).
+    A tuple, as every request makes one."""
 
     store: AccessGuard
     advertised: str
@@ -37,9 +40,13 @@ async def context(request: Request) -> Context:
     """FastAPI dependency: the caller of this request (its `Authorization:
     Bearer` header) and the store as that caller may use it. Async, as it
     blocks on nothing: FastAPI would run a plain function in a thread."""
-    shared: Shared = request.app.state.context
+    shared: Shared = request.scope["app"].state.context
     credentials = parse_authorization(request.headers.get("authorization"))
-    client = request.client
-    peer = f"{client.host}:{client.port}" if client else ""
-    guard = AccessGuard(shared.store, shared.policy.identify(credentials), peer)
+    guard = AccessGuard(shared.store, shared.policy.identify(credentials), partial(_peer, request.scope))
     return Context(guard, shared.advertised, shared.metrics, credentials is not None, shared.policy.enabled)
+
+
+def _peer(scope: Scope) -> str:
+    """The client's address, asked only when a refusal names it."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""

@@ -18,7 +18,6 @@ Routes translate headers and bodies and call the store; the store decides.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from email.utils import formatdate
 from typing import Literal
 from urllib.parse import quote
 
@@ -48,6 +47,7 @@ from flame_cache.http.conditions import (
     parse_range,
 )
 from flame_cache.http.context import Context, context
+from flame_cache.http.dates import http_date
 from flame_cache.http.errors import RESPONSES, ErrorBody, HttpError
 from flame_cache.http.zerocopy import BlobFileResponse, offered
 from flame_cache.store import Kind, ObjectInfo, ObjectNotFound, Snapshot, checksum
@@ -62,6 +62,7 @@ router = APIRouter(prefix="/v1", tags=["objects"])
 # A read of at most this many bytes, all in memory, is answered from the event
 # loop in one message; a longer one, or one read from its files, streams from a thread.
 SHORT_BODY_BYTES = 1024 * 1024
+WHOLE_HEAD = "http whole raw head"  # where a snapshot keeps the head of a raw read of its whole base
 
 TTL_QUERY = Query(
     None, ge=0, le=MAX_TTL, description="Seconds until the object expires (its own TTL, kept across writes); 0 clears it"
@@ -134,10 +135,9 @@ async def get_object(
     version that is not the current one (then only the newer patches come).
     """
     snapshot = await _snapshot(ctx, key)
-    info = snapshot.info()
     tags = parse_etags(if_none_match, "If-None-Match")
-    if matches(tags, info.version):
-        return Response(status_code=304, headers=_headers(info))
+    if matches(tags, snapshot.version):
+        return Response(status_code=304, headers=_headers(snapshot.info()))
     zero_copy = offered(request.scope)
     if delta is not None:
         return _delta(snapshot, delta, zero_copy)
@@ -170,7 +170,7 @@ async def head_object(
     headers = _headers(snapshot.info())
     expires = ctx.store.expires(snapshot.key)
     if expires is not None:
-        headers["X-Flame-Expires"] = formatdate(expires, usegmt=True)
+        headers["X-Flame-Expires"] = http_date(expires)
     if matches(parse_etags(if_none_match, "If-None-Match"), snapshot.version):
         return Response(status_code=304, headers=headers)
     if snapshot.kind is Kind.TABLE or _wants_arrow(format_, request.headers.get("accept")):
@@ -207,7 +207,7 @@ def _wants_arrow(format_: str | None, accept: str | None) -> bool:
 def _headers(info: ObjectInfo) -> dict[str, str]:
     return {
         "ETag": etag(info.version),
-        "Last-Modified": formatdate(info.updated, usegmt=True),
+        "Last-Modified": http_date(info.updated),
         "Cache-Control": "no-cache",
         "X-Flame-Version": str(info.version),
         "X-Flame-Deltas": str(info.deltas),
@@ -235,6 +235,10 @@ CHECKSUM_HEADER = Header(
 
 
 def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool, zero_copy: bool) -> Response:
+    if range_ is None and not download:  # the commonest read of all
+        response = _body(snapshot.base, 0, snapshot.base.size, 200, None, RAW, zero_copy)
+        response.raw_headers = _whole_head(snapshot)
+        return response
     info, base = snapshot.info(), snapshot.base
     size = base.size
     headers = {**_headers(info), "Accept-Ranges": "bytes"}
@@ -256,6 +260,24 @@ def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download:
         return _body(base, 0, size, 200, headers, RAW, zero_copy)
     headers.update({"Content-Length": str(part.length), "Content-Range": part.content_range(size)})
     return _body(base, part.start, part.end, 206, headers, RAW, zero_copy)
+
+
+def _whole_head(snapshot: Snapshot) -> list[tuple[bytes, bytes]]:
+    """The head of a raw read of the whole base (`_raw`'s headers, without a
+    range), made once per snapshot: it never changes."""
+    head = snapshot.responses.get(WHOLE_HEAD)
+    if head is None:
+        base = snapshot.base
+        headers = {**_headers(snapshot.info()), "Accept-Ranges": "bytes", "Content-Length": str(base.size), **_checksum(base)}
+        head = snapshot.responses[WHOLE_HEAD] = raw_head(headers, RAW)
+    return list(head)
+
+
+def raw_head(headers: dict[str, str], media_type: str) -> list[tuple[bytes, bytes]]:
+    """`headers` and Content-Type as ASGI sends them (as Starlette's Response makes them)."""
+    head = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    head.append((b"content-type", media_type.encode("latin-1")))
+    return head
 
 
 def _delta(snapshot: Snapshot, index: int, zero_copy: bool) -> Response:

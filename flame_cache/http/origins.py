@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from starlette.types import Scope
@@ -51,6 +52,7 @@ def host_name(name: str) -> str:
     return name[:-1] if name.endswith(".") and name != "." else name
 
 
+@lru_cache(maxsize=256)  # every request's Host is read; a server sees few of them
 def split_host(value: str) -> tuple[str, int | None] | None:
     """(name, port) of a Host header value; None if it is not `host[:port]`."""
     match = _HOST.fullmatch(value.strip())

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from flame_cache.http.h11_protocol import GuardedH11Protocol
 from flame_cache.http.httptools_protocol import GuardedHttpToolsProtocol
@@ -86,7 +86,7 @@ logging.getLogger("uvicorn.error").addFilter(_not_uvicorn_invalid_request)
 class HttpServer:
     def __init__(
         self,
-        app: FastAPI,
+        app: ASGIApp,
         host: str,
         port: int,
         limits: ConnectionLimits,

@@ -27,7 +27,7 @@ def target_problem(scope: Scope) -> str | None:
 
 def _problem(raw: bytes, what: str) -> str | None:
     """What is wrong with a raw path or query string, or None."""
-    decoded = unquote_to_bytes(raw)
+    decoded = unquote_to_bytes(raw) if b"%" in raw else raw
     try:
         decoded.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -15,6 +15,7 @@ import struct
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 import pyarrow as pa
 
@@ -118,9 +119,9 @@ class Snapshot:
     # Where the storage puts the next delta: its delta files are numbered from
     # 0, and after a crash files older than the base may hold lower numbers.
     next_delta_file: int = 0
-    # Answers to reads, made once (`streams.response_table`): the snapshot
-    # never changes, so neither do they.
-    responses: dict[str, tuple[int, pa.Table]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Answers to reads, made once by the protocols (Flight's tables, wire.read_table;
+    # HTTP's response heads): the snapshot never changes, so neither do they.
+    responses: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> Kind:
