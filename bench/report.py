@@ -75,10 +75,11 @@ def add_ratios(rows: list[dict]) -> None:
                 row["ratios"][f"{a}/{b}"] = ra["ops_s"] / rb["ops_s"]
 
 
-def put_limit(row: dict, floors: dict[int, float]) -> float | None:
+def put_limit(row: dict, floors: dict[int, float], transport: str = "bare") -> float | None:
     """The transport-plus-disk limit of a 1-client put row, in ops/s: the
-    bare server's time per put plus one disk-floor write (bench/diskfloor.py)."""
-    bare, floor = row["results"].get("bare", {}), floors.get(row["size"])
+    bare server's time per put (`transport`: "bare" for Flight, "asgi" for
+    HTTP) plus one disk-floor write (bench/diskfloor.py)."""
+    bare, floor = row["results"].get(transport, {}), floors.get(row["size"])
     if row["workload"] != "put" or row["clients"] != 1 or floor is None or "ops_s" not in bare:
         return None
     return 1 / (1 / bare["ops_s"] + floor)
@@ -118,6 +119,9 @@ def evaluate_targets(
             limit, flight = put_limit(row, by_size), results.get("flight", {}).get("ops_s")
             least = 1.0 if size >= 64 << 20 else 0.75
             add(f"{rid}: Flight / (bare + disk floor) >= {least}", flight / limit if limit and flight else None, least)
+            http, http_limit = results.get("http", {}).get("ops_s"), put_limit(row, by_size, "asgi")
+            add(f"{rid}: HTTP / (bare ASGI + disk floor)", http / http_limit if http_limit and http else None, least,
+                note="for scale: the Flight rule applied to HTTP, not one of the issue's targets")
         elif wl == "not-modified":
             add(f"{rid}: Flight / bare empty-stream DoGet >= 0.9", r.get("flight/bare"), 0.9)
     by_key = {(row["workload"], row["size"], row["clients"]): row for row in rows}
@@ -282,21 +286,30 @@ def targets_table(targets: list[dict], markdown: bool = False) -> str:
 
 def disk_table(rows: list[dict], floors: list[dict], markdown: bool = False) -> str:
     """1-client puts against the bare server plus the disk floor (bench/diskfloor.py):
-    limit ops/s = 1 / (1 / bare ops/s + one floor write); and the disk-writing bare server."""
+    limit ops/s = 1 / (1 / bare ops/s + one floor write); and the disk-writing bare server.
+    The same for HTTP, over the bare ASGI app."""
     by_size = {floor["size"]: floor["seconds"] for floor in floors}
-    header = ["row", "bare ms/op", "disk floor ms", "limit ops/s", "bare-disk ops/s", "flight ops/s", "flight / limit"]
+    header = ["row", "bare ms/op", "disk floor ms", "limit ops/s", "bare-disk ops/s", "flight ops/s", "flight / limit",
+              "bare ASGI ms/op", "HTTP limit ops/s", "http ops/s", "http / limit"]  # fmt: skip
     lines = []
     for row in rows:
         limit = put_limit(row, by_size)
         if limit is None:
             continue
-        bare, flight = row["results"]["bare"], row["results"].get("flight", {})
-        ratio = flight["ops_s"] / limit if "ops_s" in flight else None
+        results = row["results"]
+        bare, flight, http = results["bare"], results.get("flight", {}), results.get("http", {})
+        asgi, http_limit = results.get("asgi", {}), put_limit(row, by_size, "asgi")
         lines.append([
             row["id"], _fmt(1e3 / bare["ops_s"], 3), _fmt(by_size[row["size"]] * 1e3, 3), _fmt(limit),
-            _fmt(row["results"].get("bare-disk", {}).get("ops_s")), _fmt(flight.get("ops_s")), _fmt(ratio, 2),
+            _fmt(results.get("bare-disk", {}).get("ops_s")), _fmt(flight.get("ops_s")), _ratio(flight, limit),
+            _fmt(1e3 / asgi["ops_s"], 3) if "ops_s" in asgi else "-", _fmt(http_limit), _fmt(http.get("ops_s")),
+            _ratio(http, http_limit),
         ])  # fmt: skip
     return _table(header, lines, markdown) if lines else ""
+
+
+def _ratio(result: dict, limit: float | None) -> str:
+    return _fmt(result["ops_s"] / limit, 2) if limit and "ops_s" in result else "-"
 
 
 def checksum_lines(rows: list[dict]) -> str:
