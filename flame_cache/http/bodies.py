@@ -2,8 +2,7 @@
 
 The store is synchronous and a body arrives on the event loop, so a write
 runs in a worker thread that pulls the body one piece at a time from the
-loop, which reads the next piece while the thread writes the last
-(`ReadAhead`): at most two pieces (about 1 MiB each) are held. The store
+loop: neither side ever holds more than a piece (about 1 MiB). The store
 counts the bytes as they come (413 as soon as they pass the limit). A short
 body of a short write (`Store.short_write`: at most 1 MiB, no fsync) is read
 whole and written on the loop itself: two thread hand-overs cost more.
@@ -16,8 +15,6 @@ whole and written on the loop itself: two thread hand-overs cost more.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
@@ -75,44 +72,16 @@ async def with_body(request: Request, work: Callable[[Iterator[bytes]], T], shor
     if declared.isdigit() and short(int(declared)):
         body = await request.body()
         return work(iter((body,) if body else ()))
-    ahead = ReadAhead(_pieces(request.stream()))
+    pieces = _pieces(request.stream())
+
+    async def next_piece() -> bytes | None:
+        return await anext(pieces, None)
 
     def chunks() -> Iterator[bytes]:
-        while (piece := anyio.from_thread.run(ahead.next)) is not None:
+        while (piece := anyio.from_thread.run(next_piece)) is not None:
             yield piece
 
-    try:
-        return await anyio.to_thread.run_sync(lambda: work(chunks()))
-    finally:
-        await ahead.close()
-
-
-class ReadAhead:
-    """A body's pieces, each next one read on the event loop while the worker
-    thread writes the last: receiving and writing overlap (on two cores a
-    large upload's time is the longer of the two, not their sum), and at
-    most two pieces are held. An error reading one (the client gone) is
-    raised where that piece is asked for."""
-
-    def __init__(self, pieces: AsyncIterator[bytes]) -> None:
-        self._pieces = pieces
-        self._ahead: asyncio.Future[bytes | None] | None = None
-
-    async def next(self) -> bytes | None:
-        """The next piece (None at the end), the one after it then read."""
-        ahead, self._ahead = self._ahead, None
-        piece = await (ahead if ahead is not None else anext(self._pieces, None))
-        if piece is not None:
-            self._ahead = asyncio.ensure_future(anext(self._pieces, None))
-        return piece
-
-    async def close(self) -> None:
-        """Stop a read the worker will not ask for (it failed or stopped early)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead.cancel()
-            with contextlib.suppress(BaseException):
-                await ahead
+    return await anyio.to_thread.run_sync(lambda: work(chunks()))
 
 
 async def _pieces(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
