@@ -236,12 +236,10 @@ CHECKSUM_HEADER = Header(
 
 def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download: bool, zero_copy: bool) -> Response:
     if range_ is None and not download:  # the commonest read of all
-        response = _body(snapshot.base, 0, snapshot.base.size, 200, None, RAW, zero_copy)
-        response.raw_headers = _whole_head(snapshot)
-        return response
+        return _whole(snapshot, zero_copy)
     info, base = snapshot.info(), snapshot.base
     size = base.size
-    headers = {**_headers(info), "Accept-Ranges": "bytes"}
+    headers = _whole_headers(info, base)
     if download:
         name = info.key.rsplit("/", 1)[-1]
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
@@ -256,28 +254,29 @@ def _raw(snapshot: Snapshot, range_: str | None, if_range: str | None, download:
             {"Content-Range": f"bytes */{size}"},
         ) from None
     if part is None:
-        headers.update({"Content-Length": str(size), **_checksum(base)})
         return _body(base, 0, size, 200, headers, RAW, zero_copy)
+    headers.pop(checksum.HEADER, None)  # it names the whole base, not a part
     headers.update({"Content-Length": str(part.length), "Content-Range": part.content_range(size)})
     return _body(base, part.start, part.end, 206, headers, RAW, zero_copy)
 
 
-def _whole_head(snapshot: Snapshot) -> list[tuple[bytes, bytes]]:
-    """The head of a raw read of the whole base (`_raw`'s headers, without a
-    range), made once per snapshot: it never changes."""
+def _whole_headers(info: ObjectInfo, base: Blob) -> dict[str, str]:
+    """The headers of a raw read of the whole base."""
+    return {**_headers(info), "Accept-Ranges": "bytes", "Content-Length": str(base.size), **_checksum(base)}
+
+
+def _whole(snapshot: Snapshot, zero_copy: bool) -> Response:
+    """A raw read of the whole base. Its head never changes, so the first read
+    keeps the head Starlette made in `snapshot.responses` and later reads reuse it."""
+    base = snapshot.base
     head = snapshot.responses.get(WHOLE_HEAD)
     if head is None:
-        base = snapshot.base
-        headers = {**_headers(snapshot.info()), "Accept-Ranges": "bytes", "Content-Length": str(base.size), **_checksum(base)}
-        head = snapshot.responses[WHOLE_HEAD] = raw_head(headers, RAW)
-    return list(head)
-
-
-def raw_head(headers: dict[str, str], media_type: str) -> list[tuple[bytes, bytes]]:
-    """`headers` and Content-Type as ASGI sends them (as Starlette's Response makes them)."""
-    head = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-    head.append((b"content-type", media_type.encode("latin-1")))
-    return head
+        response = _body(base, 0, base.size, 200, _whole_headers(snapshot.info(), base), RAW, zero_copy)
+        snapshot.responses[WHOLE_HEAD] = tuple(response.raw_headers)
+        return response
+    response = _body(base, 0, base.size, 200, None, RAW, zero_copy)
+    response.raw_headers = list(head)
+    return response
 
 
 def _delta(snapshot: Snapshot, index: int, zero_copy: bool) -> Response:
