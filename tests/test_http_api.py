@@ -133,6 +133,28 @@ def test_patches_are_deltas_readable_raw_and_in_the_arrow_stream(http: httpx.Cli
     assert (current.status_code, current.headers["x-flame-read"], arrow_rows(current)) == (200, "not-modified", [])
 
 
+def test_arrow_answers_kept_with_a_snapshot_stay_true_to_each_read(http: httpx.Client) -> None:
+    """The server keeps a snapshot's short Arrow answers for the next read
+    (store/wire.py, `ipc_bytes`): reads that alternate versions and forms,
+    and reads after a new patch, must each still get their own rows."""
+    key = "/v1/objects/api/s2/kept"
+    put(http, "api/s2/kept", b"base")
+    for delta in (b"d1", b"d2", b"d3"):
+        http.patch(key, content=delta, headers={"Content-Type": RAW})
+    want = {1: [(2, "patch", b"d1"), (3, "patch", b"d2"), (4, "patch", b"d3")], 3: [(4, "patch", b"d3")]}
+    full = [(1, "base", b"base"), *want[1]]
+    for _ in range(2):
+        for since in (1, 3, 1):
+            assert arrow_rows(http.get(key, params={"format": "arrow", "version": since})) == want[since]
+        assert arrow_rows(http.get(key, params={"format": "arrow"})) == full
+        chunked = http.get(key, params={"format": "arrow", "chunked": "true"})
+        assert arrow_rows(chunked) == full
+        assert b"flame.cache.crc32c" in chunked.content  # the chunked form's own schema, not the plain one's
+    http.patch(key, content=b"d4", headers={"Content-Type": RAW})
+    assert arrow_rows(http.get(key, params={"format": "arrow", "version": 3})) == [(4, "patch", b"d3"), (5, "patch", b"d4")]
+    assert arrow_rows(http.get(key, params={"format": "arrow"}))[-1] == (5, "patch", b"d4")
+
+
 def test_patch_conditions_and_refusals(http: httpx.Client) -> None:
     put(http, "api/s2/cond", b"base")
     stale = http.patch("/v1/objects/api/s2/cond", content=b"x", headers={"Content-Type": RAW, "If-Match": '"7"'})

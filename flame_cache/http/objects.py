@@ -56,7 +56,7 @@ from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.expiry import MAX_TTL
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
 from flame_cache.store.objects import MAX_VERSION
-from flame_cache.store.wire import blob_pieces, ipc_chunks
+from flame_cache.store.wire import blob_pieces, ipc_bytes, ipc_chunks
 
 router = APIRouter(prefix="/v1", tags=["objects"])
 # A read of at most this many bytes, all in memory, is answered from the event
@@ -293,7 +293,7 @@ def _arrow(snapshot: Snapshot, client_version: int, chunked: bool) -> Response:
     read = snapshot.read(client_version)
     headers = {**_headers(snapshot.info()), "X-Flame-Read": read.mode.value}
     if _in_memory(snapshot) and snapshot.size <= SHORT_BODY_BYTES:  # framed on the event loop, sent at once
-        return Response(b"".join(ipc_chunks(read, chunked=chunked)), media_type=ARROW, headers=headers)
+        return Response(ipc_bytes(read, chunked=chunked), media_type=ARROW, headers=headers)
     return StreamingResponse(ipc_chunks(read, chunked=chunked), media_type=ARROW, headers=headers)
 
 

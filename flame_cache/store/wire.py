@@ -26,6 +26,7 @@ import functools
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -49,12 +50,14 @@ CHUNKED_TICKET = "chunked:"  # the ticket prefix of the chunked form (flight/req
 CHUNK_BYTES = 4 * 1024 * 1024  # a chunked read's base rows; the patch bytes one batch shares; the largest cell built in memory
 PIECE_BYTES = 1024 * 1024  # what one HTTP body message carries, either way
 LARGE_CELL = 2**31 - 1  # past this a cell needs large_binary
+KEPT_IPC_BYTES = 256 * 1024  # the longest answer `ipc_bytes` keeps with its snapshot
 _KEEP_BYTES = 64 * 1024  # buffers the IPC sink keeps by reference rather than copying
 _CACHED = {ReadMode.FULL: "full", ReadMode.PATCHES: "patches"}  # the reads kept in `Snapshot.responses`
 # What pyarrow raises for a bad IPC stream: ArrowInvalid, or OSError (ArrowIOError) for one cut
 # short or garbled. The stream is read from memory, so an OSError here is about its bytes.
 _BAD_STREAM = (pa.ArrowInvalid, OSError)
 
+T = TypeVar("T")
 SizeCheck = Callable[[int], None]  # raises ObjectTooLarge for a size over the limit
 
 
@@ -185,20 +188,45 @@ def _with_base_checksum(schema: pa.Schema, read: Read) -> pa.Schema:
 
 
 def read_table(read: Read) -> pa.Table:
-    """`read_batches` of the compatible form as one table (Flight). The full
-    read's table and the latest patch-only read's (an object's clients mostly
-    hold the same version) are kept with the snapshot, so repeated gets do no
-    Python work per row; the patch-only table holds a copy of its deltas."""
-    slot = _CACHED.get(read.mode)
-    if slot is not None:
-        rows, table = read.snapshot.responses.get(slot, (None, None))
-        if rows == len(read.rows) and table is not None:  # the row count tells patch-only reads apart
-            return table
-    schema, batches = read_batches(read, chunked=False)
-    table = pa.Table.from_batches(list(batches), schema=schema)
-    if slot is not None:
-        read.snapshot.responses[slot] = (len(read.rows), table)
-    return table
+    """`read_batches` of the compatible form as one table (Flight), kept
+    with the snapshot (`_kept`); a patch-only table holds a copy of its deltas."""
+
+    def made() -> pa.Table:
+        schema, batches = read_batches(read, chunked=False)
+        return pa.Table.from_batches(list(batches), schema=schema)
+
+    return _kept(read, "table", made)
+
+
+def ipc_bytes(read: Read, *, chunked: bool) -> bytes:
+    """`ipc_chunks` joined (HTTP, for a read whose bytes are in memory), kept
+    with the snapshot (`_kept`) if at most KEPT_IPC_BYTES: the copy is memory
+    the eviction limits do not count, so only short answers are kept."""
+    return _kept(
+        read,
+        "ipc chunked" if chunked else "ipc",
+        lambda: b"".join(ipc_chunks(read, chunked=chunked)),
+        keeps=lambda answer: len(answer) <= KEPT_IPC_BYTES,
+    )
+
+
+def _kept(read: Read, form: str, made: Callable[[], T], keeps: Callable[[T], bool] = lambda answer: True) -> T:
+    """`made()`, or what it made for the same read of the snapshot before.
+    A snapshot keeps, per form, its full read and its latest patch-only read
+    (an object's clients mostly hold the same version), so repeated reads do
+    no Python work per row; patch-only reads are told apart by their row
+    count. `keeps` says whether an answer is worth keeping."""
+    mode = _CACHED.get(read.mode)
+    if mode is None:
+        return made()
+    slot = f"{form} {mode}"
+    rows, kept = read.snapshot.responses.get(slot, (None, None))
+    if rows == len(read.rows) and kept is not None:
+        return kept
+    answer = made()
+    if keeps(answer):
+        read.snapshot.responses[slot] = (len(read.rows), answer)
+    return answer
 
 
 def ipc_chunks(read: Read, *, chunked: bool) -> Iterator[bytes]:
