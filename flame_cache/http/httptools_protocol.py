@@ -9,7 +9,8 @@ refuses is answered with llhttp's reason.
 
 On plain TCP with asyncio's loop (whose transports send files natively)
 each request is offered ASGI's zerocopysend extension (zerocopy.py); every
-response's head leaves with its first body write (corked.py).
+response's head leaves with its first body write (corked.py); a request's
+body reaches the app in pieces of up to 1 MiB, copied once (intake.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from flame_cache.http.protocol import (
     two_framings,
 )
 from flame_cache.http.corked import CorkedTransport, corked_send
+from flame_cache.http.intake import BodyBuffer, buffered_receive
 from flame_cache.http.zerocopy import ZEROCOPY, wrap_send
 
 
@@ -62,6 +64,7 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         self._headed = False  # ... and its whole head, and its body is not yet all read
         self._head_bytes = 0  # bytes read while a head was incomplete
         self._zero_copy = False
+        self._body = BodyBuffer()  # the body of the request being read
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -116,6 +119,17 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         send = wrap_send(cycle.send, self.transport, cycle) if self._zero_copy else cycle.send
         cycle.transport = corked = CorkedTransport(self.transport, cycle)  # type: ignore[assignment]
         cycle.send = corked_send(send, corked)  # type: ignore[method-assign]
+        self._body = BodyBuffer()
+        cycle.receive = buffered_receive(cycle.receive, self._body)  # type: ignore[method-assign]
+
+    def on_body(self, body: bytes) -> None:
+        """uvicorn's on_body, the bytes kept in the cycle's BodyBuffer (intake.py)."""
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        if self._body.add(body):
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
