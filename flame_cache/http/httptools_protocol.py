@@ -10,7 +10,8 @@ refuses is answered with llhttp's reason.
 On plain TCP with asyncio's loop (whose transports send files natively)
 each request is offered ASGI's zerocopysend extension (zerocopy.py); every
 response's head leaves with its first body write (corked.py); a request's
-body reaches the app in pieces of up to 1 MiB, copied once (intake.py).
+body reaches the app in pieces of up to 1 MiB, copied once (intake.py),
+and a long one is read from the socket up to 1 MiB at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from flame_cache.http.protocol import (
 from flame_cache.http.corked import CorkedTransport, corked_send
 from flame_cache.http.intake import BodyBuffer, buffered_receive
 from flame_cache.http.zerocopy import ZEROCOPY, wrap_send
+from flame_cache.store.wire import PIECE_BYTES
+
+LONG_BODY = PIECE_BYTES  # a body longer than this is read from the socket PIECE_BYTES at a time
 
 
 class Refused(Exception):
@@ -65,6 +69,8 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         self._head_bytes = 0  # bytes read while a head was incomplete
         self._zero_copy = False
         self._body = BodyBuffer()  # the body of the request being read
+        self._body_read = 0  # ... and how many of its bytes were read
+        self._long_reads = False  # the transport reads PIECE_BYTES at a time (_long_body_reads)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -130,10 +136,25 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         if self._body.add(body):
             self.flow.pause_reading()
         cycle.message_event.set()
+        self._long_body_reads(len(body))
+
+    def _long_body_reads(self, received: int) -> None:
+        """Once a body passes LONG_BODY the connection reads up to
+        PIECE_BYTES at a time (asyncio's transport reads 256 KiB at most)
+        until the request ends: fewer, larger reads, often a whole piece in
+        one chunk. Other requests keep the default: each read allocates its
+        maximum first, which costs 1 MiB bodies more than it saves them."""
+        self._body_read += received
+        if self._body_read > LONG_BODY and not self._long_reads and hasattr(self.transport, "max_size"):
+            self.transport.max_size = PIECE_BYTES  # type: ignore[attr-defined]
+            self._long_reads = True
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._begun = self._headed = False
-        self._head_bytes = 0
+        self._head_bytes = self._body_read = 0
+        if self._long_reads:
+            del self.transport.max_size  # type: ignore[attr-defined]  # the class's default again
+            self._long_reads = False
         if self.cycle.response_complete and not self._lingering and not self.transport.is_closing():
             self._await_head()  # answered before its body was read: the next head's time starts now
