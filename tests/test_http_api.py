@@ -154,6 +154,17 @@ def test_arrow_answers_kept_with_a_snapshot_stay_true_to_each_read(http: httpx.C
     assert arrow_rows(http.get(key, params={"format": "arrow", "version": 3})) == [(4, "patch", b"d3"), (5, "patch", b"d4")]
     assert arrow_rows(http.get(key, params={"format": "arrow"}))[-1] == (5, "patch", b"d4")
 
+    # a base too long to be sent at once: its patch-only reads still are (deltas only), and stay true
+    big = "/v1/objects/api/s2/kept-big"
+    put(http, "api/s2/kept-big", bytes(range(256)) * 8192)  # 2 MiB
+    http.patch(big, content=b"p1", headers={"Content-Type": RAW})
+    for _ in range(2):
+        assert arrow_rows(http.get(big, params={"format": "arrow", "version": 1})) == [(2, "patch", b"p1")]
+    http.patch(big, content=b"p2", headers={"Content-Type": RAW})
+    assert arrow_rows(http.get(big, params={"format": "arrow", "version": 1})) == [(2, "patch", b"p1"), (3, "patch", b"p2")]
+    full_big = arrow_rows(http.get(big, params={"format": "arrow"}))
+    assert [row[:2] for row in full_big] == [(1, "base"), (2, "patch"), (3, "patch")] and len(full_big[0][2]) == 2 * 1024 * 1024
+
 
 def test_patch_conditions_and_refusals(http: httpx.Client) -> None:
     put(http, "api/s2/cond", b"base")

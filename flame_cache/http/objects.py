@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import Literal
 from urllib.parse import quote
 
-import pyarrow as pa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
@@ -55,7 +54,7 @@ from flame_cache.store.blobs import Blob, BufferBlob, FileBlob
 from flame_cache.store.conditions import ANY_STATE, MUST_EXIST, Condition
 from flame_cache.store.expiry import MAX_TTL
 from flame_cache.store.keys import Namespace, ObjectKey, Selector, shorten
-from flame_cache.store.objects import MAX_VERSION
+from flame_cache.store.objects import MAX_VERSION, Read, ReadMode
 from flame_cache.store.wire import blob_pieces, ipc_bytes, ipc_chunks
 
 router = APIRouter(prefix="/v1", tags=["objects"])
@@ -292,17 +291,19 @@ def _delta(snapshot: Snapshot, index: int, zero_copy: bool) -> Response:
 def _arrow(snapshot: Snapshot, client_version: int, chunked: bool) -> Response:
     read = snapshot.read(client_version)
     headers = {**_headers(snapshot.info()), "X-Flame-Read": read.mode.value}
-    if _in_memory(snapshot) and snapshot.size <= SHORT_BODY_BYTES:  # framed on the event loop, sent at once
+    if _short_in_memory(read):  # framed on the event loop, sent at once
         return Response(ipc_bytes(read, chunked=chunked), media_type=ARROW, headers=headers)
     return StreamingResponse(ipc_chunks(read, chunked=chunked), media_type=ARROW, headers=headers)
 
 
-def _in_memory(snapshot: Snapshot) -> bool:
-    """Whether every byte of the object is in memory (none is read from its files)."""
-    base = snapshot.base
-    return (isinstance(base, pa.Table) or isinstance(base, BufferBlob)) and all(
-        isinstance(delta, BufferBlob) for delta in snapshot.deltas
-    )
+def _short_in_memory(read: Read) -> bool:
+    """Whether the answer's bytes are all in memory (none is read from a
+    file) and at most SHORT_BODY_BYTES: a patch-only read of a large object
+    sends its deltas only."""
+    if read.snapshot.kind is Kind.TABLE:  # a table is held in memory; a not-modified answer has no rows
+        return read.mode is ReadMode.NOT_MODIFIED or read.snapshot.size <= SHORT_BODY_BYTES
+    rows = read.rows
+    return sum(row.data.size for row in rows) <= SHORT_BODY_BYTES and all(isinstance(row.data, BufferBlob) for row in rows)
 
 
 # -- writes ---------------------------------------------------------------
