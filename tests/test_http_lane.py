@@ -2,7 +2,7 @@
 
 A request without a query string takes the lane; the same request with a
 query parameter at its default value (`?download=false`, HEAD's
-`?format=raw`, PUT's `?ttl=0` on an object without a TTL) is routed by
+`?format=raw`, PUT's and PATCH's `?ttl=0` on an object without a TTL) is routed by
 FastAPI to the same function. Each pair is sent to a real server and must
 get the same status, headers (but Date) and body.
 """
@@ -76,17 +76,20 @@ WRITES = [
 ]
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
 @pytest.mark.parametrize("name, headers, state", WRITES, ids=[name for name, _, _ in WRITES])
-def test_writes_answer_alike(http: httpx.Client, name: str, headers: dict[str, str], state: str | None) -> None:
+def test_writes_answer_alike(http: httpx.Client, method: str, name: str, headers: dict[str, str], state: str | None) -> None:
     slug = name.replace(" ", "-").replace(",", "")
-    keys = {"lane": f"lane/writes/{slug}-a", "routed": f"lane/writes/{slug}-b"}
+    keys = {"lane": f"lane/writes/{method}-{slug}-a", "routed": f"lane/writes/{method}-{slug}-b"}
     answers = {}
     for way, key in keys.items():
         if state == "exists":
             http.put(f"/v1/objects/{key}", content=b"before", headers={"Content-Type": RAW})
         query = "" if way == "lane" else "?ttl=0"
-        answers[way] = http.put(f"/v1/objects/{key}{query}", content=BODY, headers={"Content-Type": RAW, **headers})
-        answers[way + " after"] = http.get(f"/v1/objects/{key}?download=false")
+        answers[way] = http.request(
+            method, f"/v1/objects/{key}{query}", content=BODY, headers={"Content-Type": RAW, **headers}
+        )
+        answers[way + " after"] = http.get(f"/v1/objects/{key}?format=arrow")  # every row: a patch's delta too
     lane, routed = keys["lane"], keys["routed"]
     assert seen(answers["lane"], key=lane) == seen(answers["routed"], key=lane, twin=routed), name
     after = seen(answers["lane after"], key=lane)

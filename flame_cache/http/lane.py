@@ -1,7 +1,8 @@
 """The object routes' fast lane: their commonest requests, past FastAPI.
 
-A GET, HEAD or PUT of `/v1/objects/{key}` with no query string is most of
-the traffic (flamepy-style reads and writes of whole objects). Through
+A GET, HEAD, PUT or PATCH of `/v1/objects/{key}` with no query string is
+most of the traffic (flamepy-style reads and writes of whole objects, and
+the deltas appended to them). Through
 FastAPI such a request passes its middlewares (server errors, telemetry,
 body limits, exceptions), routing through every route and the solving of
 its dependencies before the route runs, which costs more than the route
@@ -28,7 +29,7 @@ from flame_cache.http.context import context
 from flame_cache.http.errors import handled_error
 
 PREFIX = "/v1/objects/"
-METHODS = frozenset({"GET", "HEAD", "PUT"})
+METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH"})
 
 
 class ObjectLane:
@@ -73,8 +74,9 @@ async def _route(method: str, key: str, request: Request):
     """The route FastAPI would call, with the arguments it would pass."""
     headers = request.headers
     ctx = await context(request)
-    if method == "PUT":
-        return await objects.put_object(
+    if method in ("PUT", "PATCH"):
+        write = objects.put_object if method == "PUT" else objects.patch_object
+        return await write(
             key,
             request,
             if_match=headers.get("if-match"),
