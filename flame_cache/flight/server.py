@@ -109,7 +109,7 @@ class CacheFlightServer(flight.FlightServerBase):
             table = read.snapshot.base
         elif request.chunk_size is not None:
             # made as sent, one base row of CHUNK_BYTES at a time, read by range: bounded memory
-            calls.sent(context, sum(row.data.size for row in read.rows))
+            calls.sent(context, read.data_bytes)
             return flight.GeneratorStream(*chunked_batches(read))
         else:
             table = read_table(read)

@@ -302,8 +302,7 @@ def _short_in_memory(read: Read) -> bool:
     sends its deltas only."""
     if read.snapshot.kind is Kind.TABLE:  # a table is held in memory; a not-modified answer has no rows
         return read.mode is ReadMode.NOT_MODIFIED or read.snapshot.size <= SHORT_BODY_BYTES
-    rows = read.rows
-    return sum(row.data.size for row in rows) <= SHORT_BODY_BYTES and all(isinstance(row.data, BufferBlob) for row in rows)
+    return read.data_bytes <= SHORT_BODY_BYTES and all(isinstance(row.data, BufferBlob) for row in read.rows)
 
 
 # -- writes ---------------------------------------------------------------

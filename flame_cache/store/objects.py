@@ -200,3 +200,8 @@ class Read:
     mode: ReadMode
     snapshot: Snapshot
     rows: tuple[Row, ...]
+
+    @property
+    def data_bytes(self) -> int:
+        """The bytes of the rows' cells: what an opaque read sends, framing aside."""
+        return sum(row.data.size for row in self.rows)
