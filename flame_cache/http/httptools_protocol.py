@@ -69,7 +69,6 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         self._head_bytes = 0  # bytes read while a head was incomplete
         self._zero_copy = False
         self._body = BodyBuffer()  # the body of the request being read
-        self._body_read = 0  # ... and how many of its bytes were read
         self._long_reads = False  # the transport reads PIECE_BYTES at a time (_long_body_reads)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -136,23 +135,22 @@ class GuardedHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
         if self._body.add(body):
             self.flow.pause_reading()
         cycle.message_event.set()
-        self._long_body_reads(len(body))
+        self._long_body_reads()
 
-    def _long_body_reads(self, received: int) -> None:
+    def _long_body_reads(self) -> None:
         """Once a body passes LONG_BODY the connection reads up to
         PIECE_BYTES at a time (asyncio's transport reads 256 KiB at most)
         until the request ends: fewer, larger reads, often a whole piece in
         one chunk. Other requests keep the default: each read allocates its
         maximum first, which costs 1 MiB bodies more than it saves them."""
-        self._body_read += received
-        if self._body_read > LONG_BODY and not self._long_reads and hasattr(self.transport, "max_size"):
+        if self._body.received > LONG_BODY and not self._long_reads and hasattr(self.transport, "max_size"):
             self.transport.max_size = PIECE_BYTES  # type: ignore[attr-defined]
             self._long_reads = True
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._begun = self._headed = False
-        self._head_bytes = self._body_read = 0
+        self._head_bytes = 0
         if self._long_reads:
             del self.transport.max_size  # type: ignore[attr-defined]  # the class's default again
             self._long_reads = False

@@ -25,16 +25,18 @@ from flame_cache.store.wire import PIECE_BYTES
 class BodyBuffer:
     """The body bytes of one request read from the socket and not yet received by the app."""
 
-    __slots__ = ("_chunks", "_size")
+    __slots__ = ("_chunks", "_size", "received")
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
         self._size = 0
+        self.received = 0  # the body's bytes read so far, taken or not
 
     def add(self, chunk: bytes) -> bool:
         """Keep `chunk`; True once the buffer holds PIECE_BYTES or more (stop reading)."""
         self._chunks.append(chunk)
         self._size += len(chunk)
+        self.received += len(chunk)
         return self._size >= PIECE_BYTES
 
     def take(self) -> bytes:
