@@ -56,8 +56,8 @@ def _valid(texts: list[str]) -> list[ObjectKey]:
 def _claims(layout: Layout, key: ObjectKey) -> tuple[list[str], list[str]]:
     """(paths the key uses, paths it owns outright), relative to the root: it uses its
     folders, base file and deltas folder, and owns the base file and deltas folder."""
-    base = str(layout.base_path(key).relative_to(layout.root))
-    deltas = str(layout.deltas_dir(key).relative_to(layout.root))
+    base = str(Path(layout.base_path(key)).relative_to(layout.root))
+    deltas = str(Path(layout.deltas_dir(key)).relative_to(layout.root))
     folders = ["/".join(key.segments[:depth]) for depth in range(1, len(key.segments))]
     return [*folders, base, deltas], [base, deltas]
 
@@ -71,6 +71,7 @@ def _meets(path: str, owned: str) -> bool:
 def test_no_two_keys_and_no_key_and_internal_name_share_a_path(texts: list[str]):
     layout = Layout.__new__(Layout)  # path arithmetic only
     layout.root = Path("/srv/root")
+    layout.top = str(layout.root)
     keys = _valid(texts)
     for key in keys:
         used, _ = _claims(layout, key)
@@ -79,7 +80,7 @@ def test_no_two_keys_and_no_key_and_internal_name_share_a_path(texts: list[str])
                 assert not name.startswith("."), f"{key} claims the hidden name {name!r}"
                 assert not is_temp_name(name) and name != QUARANTINE
                 assert len(name.encode()) <= MAX_SEGMENT_BYTES, f"{key} needs a file name over 255 bytes"
-        temp = temp_name(layout.base_path(key).name)
+        temp = temp_name(Path(layout.base_path(key)).name)
         assert is_temp_name(temp) and len(temp.encode()) <= MAX_SEGMENT_BYTES
     for first, second in itertools.permutations(keys, 2):
         used, _ = _claims(layout, first)
@@ -187,7 +188,7 @@ def test_the_longest_object_id_can_be_set_aside_when_damaged(tmp_path: Path):
     store = Store(tmp_path)
     store.put(key, pa.py_buffer(b"base"))
     store.patch(key, pa.py_buffer(b"patch"))
-    base = store.layout.base_path(ObjectKey.parse(key))
+    base = Path(store.layout.base_path(ObjectKey.parse(key)))
     base.write_bytes(base.read_bytes()[:-10])  # cut short, as by a power loss
     restarted = Store(tmp_path)
     assert repair.check(restarted) == [key]

@@ -27,7 +27,7 @@ from flame_cache.store.keys import MAX_SEGMENT_BYTES, Namespace, ObjectKey, Sele
 
 ROOT = Path("/srv/cache-root")
 LAYOUT = Layout.__new__(Layout)  # only its path arithmetic: no folder is made
-LAYOUT.root = ROOT
+LAYOUT.root, LAYOUT.top = ROOT, str(ROOT)
 
 # Characters that matter to the grammar or to file systems, plus anything at all.
 TRICKY = st.sampled_from(list("/\\:*.\0\n\x7f\x85 ~$%") + ["\u202e", "\u2028", "\uff0f", "\u2215", "é", "\u0301"])

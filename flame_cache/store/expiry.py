@@ -27,12 +27,12 @@ import json
 import logging
 import os
 import threading
+from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 
 from flame_cache.store.keys import OBJECT_SUFFIX
 from flame_cache.store.patterns import Pattern, first_match
-from flame_cache.store.pending import is_temp_name, temp_name
+from flame_cache.store.pending import is_temp_name, temp_beside
 
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,10 @@ class Expiry:
 # -- the sidecar file of a per-object TTL ---------------------------------------
 
 
-def sidecar_path(base: Path) -> Path:
+def sidecar_path(base: str) -> str:
     """`.<id>.ttl` beside `<id>.arrow`."""
-    return base.with_name(f".{base.name[: -len(OBJECT_SUFFIX)]}{SIDECAR_SUFFIX}")
+    folder, _, name = base.rpartition("/")
+    return f"{folder}/.{name[: -len(OBJECT_SUFFIX)]}{SIDECAR_SUFFIX}"
 
 
 def is_sidecar_name(name: str) -> bool:
@@ -145,10 +146,10 @@ def sidecar_object_id(name: str) -> str:
     return name[1 : -len(SIDECAR_SUFFIX)]
 
 
-def write_sidecar(base: Path, deadline: float, *, fsync: bool) -> None:
+def write_sidecar(base: str, deadline: float, *, fsync: bool) -> None:
     """Keep the deadline beside the object, replaced atomically (OSError on failure)."""
     path = sidecar_path(base)
-    temp = path.with_name(temp_name(path.name))
+    temp = temp_beside(path)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
@@ -159,26 +160,28 @@ def write_sidecar(base: Path, deadline: float, *, fsync: bool) -> None:
             os.close(fd)
         os.replace(temp, path)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
         raise
     if fsync:
-        _flush_folder(path.parent)
+        _flush_folder(os.path.dirname(path))
 
 
-def remove_sidecar(base: Path, *, fsync: bool = False) -> None:
+def remove_sidecar(base: str, *, fsync: bool = False) -> None:
     path = sidecar_path(base)
     try:
-        path.unlink()
+        os.unlink(path)
     except FileNotFoundError:
         return
     if fsync:
-        _flush_folder(path.parent)
+        _flush_folder(os.path.dirname(path))
 
 
-def read_sidecar(path: Path) -> float | None:
+def read_sidecar(path: str) -> float | None:
     """The deadline a sidecar holds; None (and a warning) if it is unreadable."""
     try:
-        deadline = json.loads(path.read_bytes())["expires"]
+        with open(path, "rb") as file:
+            deadline = json.loads(file.read())["expires"]
         if isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
             return float(deadline)
     except (OSError, ValueError, KeyError, TypeError):
@@ -187,7 +190,7 @@ def read_sidecar(path: Path) -> float | None:
     return None
 
 
-def _flush_folder(folder: Path) -> None:
+def _flush_folder(folder: str) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

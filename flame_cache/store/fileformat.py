@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -66,7 +65,7 @@ def _opaque_schema(data_type: pa.DataType) -> pa.Schema:
 # -- reading --------------------------------------------------------------
 
 
-def read_stored(path: Path, *, verify: bool = True) -> StoredFile:
+def read_stored(path: str, *, verify: bool = True) -> StoredFile:
     """Parse the file at `path`: its version and its data, a table or a blob
     (left in the file when large and uncompressed, else in memory or mapped),
     the blob's `crc32c` the checksum the file carries. With `verify` the data
@@ -81,11 +80,11 @@ def read_stored(path: Path, *, verify: bool = True) -> StoredFile:
     if not isinstance(stored.data, FileBlob):
         os.close(fd)  # a FileBlob owns it now
     if verify:
-        verify_blob(stored.data, str(path))
+        verify_blob(stored.data, path)
     return stored
 
 
-def _parse(fd: int, path: Path) -> StoredFile:
+def _parse(fd: int, path: str) -> StoredFile:
     modified = os.fstat(fd).st_mtime
     source = pa.memory_map(f"/proc/self/fd/{fd}")  # the very file opened
     try:
@@ -96,7 +95,7 @@ def _parse(fd: int, path: Path) -> StoredFile:
         crc = checksum.from_metadata(schema.metadata)
         version, cells = _locate(source, reader)
         if cells is not None and sum(c.size for c in cells) > IN_MEMORY_BYTES:
-            return StoredFile(version, FileBlob(fd, cells, str(path), crc), modified)
+            return StoredFile(version, FileBlob(fd, cells, path, crc), modified)
         buffers = [buf for i in range(reader.num_record_batches) for buf in _data_cells(reader.get_batch(i))]
         return StoredFile(version, BufferBlob(join_buffers(buffers), crc), modified)
     finally:
@@ -150,7 +149,7 @@ def _metadata_version(schema: pa.Schema) -> int:
         return 0
 
 
-def framing_problem(path: Path) -> str | None:
+def framing_problem(path: str) -> str | None:
     """None if `path` starts and ends like an Arrow IPC file; else what is wrong
     (judged by the magic bytes at both ends, without reading data). A missing
     file is no problem here: it was replaced or deleted meanwhile."""

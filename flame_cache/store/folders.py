@@ -4,12 +4,14 @@ A delete prunes empty folders, and a write makes its folder, then its file in
 it: one lock keeps a prune out of the gap between the two. With `fsync`,
 every folder made and every rename is flushed before a write is
 acknowledged, or a power loss could drop a file that was acknowledged.
+Paths are strings below the root (see `layout`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from contextlib import suppress
 from pathlib import Path
 
 
@@ -18,11 +20,12 @@ class Folders:
 
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root
+        self.top = str(root)
         self.fsync = fsync
         self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
 
-    def create_file(self, path: Path) -> int:
+    def create_file(self, path: str) -> int:
         """Open a new file for writing (and positional reads), making its
         folders. The folder usually exists: then no lock is needed, as a prune
         cannot remove a folder with a file in it (with fsync the lock also
@@ -37,17 +40,18 @@ class Folders:
             except FileNotFoundError:
                 pass
         with self._lock:
-            self._make_dirs(path.parent)
+            self._make_dirs(os.path.dirname(path))
             return create()
 
-    def discard(self, temp: Path) -> None:
+    def discard(self, temp: str) -> None:
         """Remove an unfinished file, and the folders made for it if that
         leaves them empty: a write that stored nothing leaves nothing."""
         with self._lock:
-            temp.unlink(missing_ok=True)
-            folder = temp.parent
-            while folder != self.root and _try_rmdir(folder):
-                folder = folder.parent
+            with suppress(FileNotFoundError):
+                os.unlink(temp)
+            folder = os.path.dirname(temp)
+            while folder != self.top and _try_rmdir(folder):
+                folder = os.path.dirname(folder)
 
     def prune(self, segments: tuple[str, ...]) -> None:
         """Remove empty folders at and below `segments`, then empty parents."""
@@ -58,7 +62,7 @@ class Folders:
             for depth in range(len(segments) - 1, 0, -1):
                 _try_rmdir(self.root.joinpath(*segments[:depth]))
 
-    def flush(self, path: Path) -> None:
+    def flush(self, path: str) -> None:
         """fsync a file or folder, if writes promise durability."""
         if self.fsync:
             fd = os.open(path, os.O_RDONLY)
@@ -67,15 +71,19 @@ class Folders:
             finally:
                 os.close(fd)
 
-    def _make_dirs(self, folder: Path) -> None:
+    def _make_dirs(self, folder: str) -> None:
         """`mkdir -p`; with fsync, each new folder's parent is flushed too."""
         missing = []
-        while not folder.is_dir() and folder != self.root:
+        while not os.path.isdir(folder) and folder != self.top:
             missing.append(folder)
-            folder = folder.parent
+            folder = os.path.dirname(folder)
         for new in reversed(missing):
-            new.mkdir(exist_ok=True)
-            self.flush(new.parent)
+            try:
+                os.mkdir(new)
+            except FileExistsError:
+                if not os.path.isdir(new):
+                    raise
+            self.flush(os.path.dirname(new))
 
 
 def _try_rmdir(path: str | Path) -> bool:

@@ -32,7 +32,7 @@ import re
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+
 import pyarrow as pa
 
 from flame_cache.store import checksum
@@ -52,11 +52,12 @@ Chunk = bytes | memoryview | pa.Buffer  # anything with the buffer protocol
 class PendingFile:
     """A new file for `target` (of object `key`), until it is installed."""
 
-    def __init__(self, folders: Folders, key: ObjectKey, target: Path) -> None:
+    def __init__(self, folders: Folders, key: ObjectKey, target: str) -> None:
         self.folders = folders
         self.key = key
         self.target = target
-        self.temp = target.with_name(temp_name(target.name))
+        self.folder = target.rpartition("/")[0]
+        self.temp = temp_beside(target)
         self.size = 0  # bytes of the cell appended so far
         self.crc32c = 0  # of the cell appended so far, or written (None: a table)
         self._fd: int | None = None
@@ -115,7 +116,7 @@ class PendingFile:
             replace_file(self.temp, self.target)
             renamed = True
             self._installed = True
-            self.folders.flush(self.target.parent)
+            self.folders.flush(self.folder)
         except FileNotFoundError as exc:
             if renamed:
                 raise self._error(exc, renamed=True) from exc
@@ -150,7 +151,7 @@ class PendingFile:
         """Copy the cell to a new temporary file at `offset` (in the kernel):
         a cell of 2 GiB or more has a longer frame ahead of it."""
         assert self._fd is not None
-        moved = self.temp.with_name(temp_name(self.target.name))
+        moved = temp_beside(self.target)
         fd = self.folders.create_file(moved)
         source, done = data_offset(), 0
         try:
@@ -227,6 +228,12 @@ def temp_name(name: str) -> str:
     key can name one."""
     tail = f"{TEMP_MARK}{_TEMP_PREFIX}{next(_temp_numbers):016x}"
     return f".{cut_name(name, MAX_SEGMENT_BYTES - 1 - len(tail))}{tail}"
+
+
+def temp_beside(path: str) -> str:
+    """The temporary path, in the same folder, of a file to be renamed to `path`."""
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/{temp_name(name)}"
 
 
 def cut_name(name: str, room: int) -> str:

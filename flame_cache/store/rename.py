@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from pathlib import Path
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -47,7 +46,7 @@ def _load_renameat2():
 _renameat2 = _load_renameat2()
 
 
-def replace_file(source: Path, target: Path) -> None:
+def replace_file(source: str, target: str) -> None:
     """`os.replace(source, target)`: atomic, `target` is the new file after."""
     if _renameat2 is not None and _exchange(source, target):
         try:
@@ -58,7 +57,7 @@ def replace_file(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
-def _exchange(source: Path, target: Path) -> bool:
+def _exchange(source: str, target: str) -> bool:
     """Swap the two names; False where only a plain rename can do (no target
     yet, or no exchange on this system), leaving both names untouched."""
     global _renameat2
@@ -80,4 +79,4 @@ def _exchange(source: Path, target: Path) -> bool:
     if code in _UNSUPPORTED:
         _renameat2 = None  # not on this system or file system: stop trying
         return False
-    raise OSError(code, os.strerror(code), str(source), None, str(target))
+    raise OSError(code, os.strerror(code), source, None, target)

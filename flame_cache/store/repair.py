@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -53,7 +54,7 @@ def tidy_deltas(layout: Layout, key: ObjectKey) -> int:
     holds the key's lock, and the object is not loaded (a loaded snapshot
     knows where its next delta goes). Damaged files are left to the caller's
     damage check."""
-    folder = layout.deltas_dir(key)
+    folder = Path(layout.deltas_dir(key))
     try:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
@@ -264,11 +265,11 @@ def _stored_files(layout: Layout, key: ObjectKey) -> list[tuple[str, Blob | pa.T
     not yet compared with their checksums."""
     path = layout.base_path(key)
     base = read_stored(path, verify=False)
-    files: list[tuple[str, Blob | pa.Table]] = [(str(path), base.data)]
+    files: list[tuple[str, Blob | pa.Table]] = [(path, base.data)]
     if isinstance(base.data, Blob):
         names = layout.delta_names(key)
         for name, blob in layout.live_deltas(key, base.version or 1, names, verify=False):
-            files.append((str(layout.deltas_dir(key) / name), blob))
+            files.append((f"{layout.deltas_dir(key)}/{name}", blob))
     return files
 
 

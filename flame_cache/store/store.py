@@ -476,7 +476,7 @@ class Store:
                 total += entry.info.size
             elif self.layout is not None:
                 try:
-                    total += self.layout.base_path(entry.key).stat().st_size
+                    total += os.stat(self.layout.base_path(entry.key)).st_size
                 except OSError:
                     pass
         return total
