@@ -53,3 +53,29 @@ def test_pipelined_requests_are_answered_in_order(server: CacheServer) -> None:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 3 + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         answer = read_until_closed(sock)
     assert answer.count(b"HTTP/1.1 200 ") == 4, answer
+
+
+def _collected(client: httpx.Client) -> float:
+    """Objects the server's garbage collector has freed so far (prometheus-client's GC collector)."""
+    metrics = client.get("/metrics").text
+    lines = [line for line in metrics.splitlines() if line.startswith("python_gc_objects_collected_total{")]
+    assert lines, "python_gc_objects_collected_total missing from /metrics"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_requests_leave_no_reference_cycles_for_the_garbage_collector(server: CacheServer) -> None:
+    """The wrappers a request's cycle gets (send, receive, transport) each refer
+    to the cycle; taken off when its response is sent, a request's objects are
+    freed as it ends. Left on, every request was 27 objects of cyclic garbage."""
+    requests = 0
+    with httpx.Client(base_url=server.http_url, timeout=30) as client:
+        before = _collected(client)
+        for i in range(200):
+            key = f"/v1/objects/cork/gc/o{i % 4}"
+            assert client.put(key, content=b"x" * 1024, headers={"Content-Type": "application/octet-stream"}).status_code < 300
+            assert client.get(key).status_code == 200
+            assert client.head(key).status_code == 200
+            assert client.get(key, headers={"If-None-Match": client.head(key).headers["etag"]}).status_code == 304
+            requests += 5
+        freed = _collected(client) - before
+    assert freed < requests / 10, f"{freed:.0f} objects of cyclic garbage after {requests} requests"
