@@ -104,6 +104,17 @@ def test_upload_rows_are_concatenated_and_their_versions_ignored(client, data_ty
     assert rows(get(client, ref["key"])) == [(1, "base", data)]
 
 
+@pytest.mark.parametrize("data_type", [pa.binary(), pa.large_binary()], ids=["binary", "large_binary"])
+def test_null_and_empty_upload_cells_add_nothing(client, data_type):
+    """Null and empty data cells of an opaque upload add no bytes, also in a
+    batch that is a slice of a longer one (its offsets do not start at 0)."""
+    cells = [b"skipped", b"ab", None, b"", b"cd", None, b"ef"]
+    whole = pa.table({"version": pa.array([0] * len(cells), pa.uint64()), "data": pa.array(cells, data_type)})
+    table = whole.slice(1)  # from b"ab" on
+    ref = put(client, flight.FlightDescriptor.for_path(new_session()), table)
+    assert rows(get(client, ref["key"])) == [(1, "base", b"abcdef")]
+
+
 def test_put_on_an_existing_key_path_replaces_it_and_clears_its_deltas(client):
     """DoPut on PATH `<session>/<object>` of an existing object replaces it: version + 1,
     same key, and earlier patches are gone from reads and listings."""

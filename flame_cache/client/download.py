@@ -20,7 +20,7 @@ import pyarrow.flight as flight
 from flame_cache.client.errors import ChecksumMismatch, ClientError, InvalidArgument
 from flame_cache.store.checksum import from_metadata
 from flame_cache.store.checksum import extend as crc_extend
-from flame_cache.store.objects import FORMAT_KEY, FORMAT_TABLE, VERSION_KEY
+from flame_cache.store.objects import FORMAT_KEY, FORMAT_TABLE, VERSION_KEY, cell_slices
 from flame_cache.store.wire import CHUNKED_TICKET
 
 
@@ -74,14 +74,14 @@ class Download:
         crc = size = 0
         version = None
         for batch in self._batches():
-            kinds, versions, cells = batch.column(1).to_pylist(), batch.column(0).to_pylist(), batch.column(2)
+            kinds, versions, cells = batch.column(1).to_pylist(), batch.column(0).to_pylist(), cell_slices(batch.column(2))
             for row, kind in enumerate(kinds):
                 if kind != "base":
                     self.cancel()  # the patches follow: not part of the bytes
                     self._finish(version, size, crc)
                     return
                 version = versions[row]
-                cell = cells[row].as_buffer()
+                cell = cells[row]
                 crc, size = crc_extend(crc, cell), size + cell.size
                 yield cell
         self._finish(version, size, crc)

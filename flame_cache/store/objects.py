@@ -70,20 +70,36 @@ def cells_as_buffers(column: pa.Array) -> list[pa.Buffer]:
     Without nulls the cells are contiguous, so one slice covers the column;
     null cells add nothing.
     """
+    if len(column) == 0 or column.buffers()[2] is None:
+        return []
+    if column.null_count == 0:
+        data, offsets = column.buffers()[2], _offsets(column)
+        return [data.slice(offsets[0], offsets[-1] - offsets[0])]
+    return [cell for cell in cell_slices(column) if cell is not None]
+
+
+def cell_slices(column: pa.Array) -> list[pa.Buffer | None]:
+    """Each cell of a binary column as a zero-copy slice of its data buffer
+    (None for a null). Indexing the array instead (`column[i].as_buffer()`)
+    copies each cell into a scalar first: a third of a client's 64 MiB get."""
     if len(column) == 0:
         return []
-    data = column.buffers()[2]
-    if data is None:
-        return []
+    data = column.buffers()[2] or pa.py_buffer(b"")  # no data buffer: every cell empty
+    offsets = _offsets(column)
+    valid = column.is_valid().to_pylist() if column.null_count else None
+    return [
+        data.slice(offsets[i], offsets[i + 1] - offsets[i]) if valid is None or valid[i] else None
+        for i in range(len(column))
+    ]
+
+
+def _offsets(column: pa.Array) -> memoryview:
+    """A binary column's offsets, read in place (little-endian, as Arrow
+    writes them here): no Python list of them."""
     large = column.type == pa.large_binary()
     width = 8 if large else 4
     end = column.offset + len(column) + 1
-    # the offsets read in place (little-endian, as Arrow writes them here): no Python list of them
-    offsets = memoryview(column.buffers()[1])[column.offset * width : end * width].cast("q" if large else "i")
-    if column.null_count == 0:
-        return [data.slice(offsets[0], offsets[-1] - offsets[0])]
-    valid = column.is_valid().to_pylist()
-    return [data.slice(offsets[i], offsets[i + 1] - offsets[i]) for i in range(len(column)) if valid[i]]
+    return memoryview(column.buffers()[1])[column.offset * width : end * width].cast("q" if large else "i")
 
 
 def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
