@@ -15,8 +15,8 @@ removes). Reads change nothing on disk.
 
 Paths below the root are plain strings joined with '/': a key's segments are
 checked (no '/', no '..', none begins with '.'), so nothing needs parsing, and
-a put's path costs no `pathlib` objects (which were a tenth of a small put's
-time; bench/README.md). The root itself stays a `Path` for callers.
+a put's path costs no `pathlib` objects (which were about a sixth of a small
+put's profiled time; bench/README.md). The root itself stays a `Path` for callers.
 """
 
 from __future__ import annotations
@@ -211,9 +211,9 @@ class Layout:
         """(file name, bytes) of each of the delta files `names` that is newer
         than the base, in order; with `verify`, each one's data is compared
         with its checksum (ChecksumMismatch naming the file)."""
-        live = []
+        live, folder = [], self.deltas_dir(key)
         for name in names:
-            path = f"{self.deltas_dir(key)}/{name}"
+            path = f"{folder}/{name}"
             stored = read_stored(path, verify=False)
             if not isinstance(stored.data, Blob):
                 raise pa.ArrowInvalid(f"{path} is not an opaque delta")
@@ -238,8 +238,9 @@ class Layout:
         problem = framing_problem(self.base_path(key))
         if problem is not None:
             return f"its base {problem}"
+        folder = self.deltas_dir(key)
         for name in self.delta_names(key):
-            problem = framing_problem(f"{self.deltas_dir(key)}/{name}")
+            problem = framing_problem(f"{folder}/{name}")
             if problem is not None:
                 return f"its delta {name} {problem}"
         return None

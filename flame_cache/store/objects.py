@@ -70,10 +70,13 @@ def cells_as_buffers(column: pa.Array) -> list[pa.Buffer]:
     Without nulls the cells are contiguous, so one slice covers the column;
     null cells add nothing.
     """
-    if len(column) == 0 or column.buffers()[2] is None:
+    if len(column) == 0:
+        return []
+    _, offsets_buffer, data = column.buffers()
+    if data is None:
         return []
     if column.null_count == 0:
-        data, offsets = column.buffers()[2], _offsets(column)
+        offsets = _offsets(column, offsets_buffer)
         return [data.slice(offsets[0], offsets[-1] - offsets[0])]
     return [cell for cell in cell_slices(column) if cell is not None]
 
@@ -84,8 +87,9 @@ def cell_slices(column: pa.Array) -> list[pa.Buffer | None]:
     copies each cell into a scalar first: a third of a client's 64 MiB get."""
     if len(column) == 0:
         return []
-    data = column.buffers()[2] or pa.py_buffer(b"")  # no data buffer: every cell empty
-    offsets = _offsets(column)
+    _, offsets_buffer, data = column.buffers()
+    data = data or pa.py_buffer(b"")  # no data buffer: every cell empty
+    offsets = _offsets(column, offsets_buffer)
     valid = column.is_valid().to_pylist() if column.null_count else None
     return [
         data.slice(offsets[i], offsets[i + 1] - offsets[i]) if valid is None or valid[i] else None
@@ -93,13 +97,13 @@ def cell_slices(column: pa.Array) -> list[pa.Buffer | None]:
     ]
 
 
-def _offsets(column: pa.Array) -> memoryview:
-    """A binary column's offsets, read in place (little-endian, as Arrow
-    writes them here): no Python list of them."""
+def _offsets(column: pa.Array, offsets_buffer: pa.Buffer) -> memoryview:
+    """A binary column's offsets (`offsets_buffer`, its second buffer), read
+    in place (little-endian, as Arrow writes them here): no Python list of them."""
     large = column.type == pa.large_binary()
     width = 8 if large else 4
     end = column.offset + len(column) + 1
-    return memoryview(column.buffers()[1])[column.offset * width : end * width].cast("q" if large else "i")
+    return memoryview(offsets_buffer)[column.offset * width : end * width].cast("q" if large else "i")
 
 
 def binary_cell(data: pa.Buffer, *, large: bool | None = None) -> pa.Array:
