@@ -30,7 +30,8 @@ def http(server: CacheServer) -> Iterator[httpx.Client]:
 def seen(response: httpx.Response, *, key: str = "", twin: str = "") -> tuple:
     """What a client sees of a response; the twin's key named as this one's.
     A twin is another object, written a moment apart: its Last-Modified may
-    name the next second, so only its presence is compared."""
+    name the next second, so with `key` named (both sides of a comparison
+    with a twin) only the header's presence is compared."""
     headers = {name: value for name, value in response.headers.items() if name != "date"}
     body = response.content
     if twin:
