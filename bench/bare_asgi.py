@@ -15,25 +15,44 @@ uvicorn runs with flame-cache's settings (no access log, lifespan off) and
 the parser and loop given on the command line, so both columns can be
 switched alike:
 
-    python -m bench.bare_asgi --port 9191 [--http h11|httptools] [--loop asyncio|uvloop]
+    python -m bench.bare_asgi --port 9191 [--http h11|httptools] [--loop asyncio|uvloop] [--disk DIR]
+
+`--disk DIR` makes it the disk-writing bare ASGI app, HTTP's twin of
+bench/bare_flight.py's `--disk`: each PUT or PATCH body is also written
+crash-safely before it is answered, the least a disk-backed HTTP server does:
+its pieces into a new temporary file, then a swap over the key's file
+(`flame_cache.store.rename.replace_file`, as bench/diskfloor.py does; patches
+to a file of their own). The write runs on the event loop once the body has
+arrived, as flame-cache writes a short body; a long body is not written while
+the next piece arrives, as flame-cache's is, so from 64 MiB this baseline is
+one a streaming server can beat. Reads still come from memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
+import os
 import sys
 import threading
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pyarrow as pa
 import uvicorn
+
+from flame_cache.store.pending import write_all
+from flame_cache.store.rename import replace_file
 
 PREFIX = "/v1/objects/"
 PIECE = 1 << 20  # a large body is sent in pieces of this size
 
 
 class BareApp:
-    def __init__(self) -> None:
+    def __init__(self, disk: Path | None = None) -> None:
+        self.disk = disk
+        self.temp_names = itertools.count()
         self.bodies: dict[str, list[bytes]] = {}
         self.versions: dict[str, int] = {}
         self.deltas: dict[str, list[bytes]] = {}
@@ -70,7 +89,20 @@ class BareApp:
                 self.deltas.pop(key, None)
             else:
                 self.deltas.setdefault(key, []).append(b"".join(pieces))
+        if self.disk is not None:
+            self._write_file(key if method == "PUT" else f"{key}.{version}", pieces)
         await _answer(send, 200, b"", [(b"etag", b'"%d"' % version)])
+
+    def _write_file(self, name: str, pieces: list[bytes]) -> None:
+        """The body's pieces in a new file, swapped in for `name`'s."""
+        target = self.disk / (hashlib.sha256(name.encode()).hexdigest() + ".bin")
+        temp = self.disk / f".tmp-{next(self.temp_names)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            write_all(fd, pieces)
+        finally:
+            os.close(fd)
+        replace_file(str(temp), str(target))
 
     async def _read(self, key: str, scope, send) -> None:
         with self.lock:
@@ -112,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--http", default="h11", help="uvicorn's HTTP parser (h11, httptools)")
     parser.add_argument("--loop", default="asyncio", help="uvicorn's event loop (asyncio, uvloop)")
+    parser.add_argument("--disk", type=Path, help="also write each upload crash-safely into this folder")
     args = parser.parse_args(argv)
-    print(f"bare ASGI app on http://{args.host}:{args.port} ({args.http}, {args.loop})", file=sys.stderr, flush=True)
+    if args.disk is not None:
+        args.disk.mkdir(parents=True, exist_ok=True)
+    where = f", writing to {args.disk}" if args.disk else ""
+    print(f"bare ASGI app on http://{args.host}:{args.port} ({args.http}, {args.loop}{where})", file=sys.stderr, flush=True)
     uvicorn.run(
-        BareApp(), host=args.host, port=args.port, http=args.http, loop=args.loop,
+        BareApp(args.disk), host=args.host, port=args.port, http=args.http, loop=args.loop,
         lifespan="off", access_log=False, log_level="warning",
     )  # fmt: skip
     return 0

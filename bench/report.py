@@ -8,7 +8,7 @@ import math
 import statistics
 from pathlib import Path
 
-SERVERS = ("flight", "client", "http", "bare", "bare-disk", "asgi", "redis")
+SERVERS = ("flight", "client", "http", "bare", "bare-disk", "asgi", "asgi-disk", "redis")
 LABELS = {
     "flight": "flame-cache Flight",
     "client": "flame-cache Flight through flame_cache.client",
@@ -16,11 +16,12 @@ LABELS = {
     "bare": "bare Flight",
     "bare-disk": "bare Flight writing to disk",
     "asgi": "bare ASGI on uvicorn",
+    "asgi-disk": "bare ASGI on uvicorn writing to disk",
     "redis": "Redis",
 }
 RATIOS = (
     ("flight", "bare"), ("flight", "bare-disk"), ("flight", "redis"), ("client", "redis"),
-    ("http", "asgi"), ("http", "bare"), ("http", "redis"),
+    ("http", "asgi"), ("http", "asgi-disk"), ("http", "bare"), ("http", "redis"),
 )  # fmt: skip
 
 
@@ -118,10 +119,12 @@ def evaluate_targets(
         elif wl == "put" and row["clients"] == 1:
             limit, flight = put_limit(row, by_size), results.get("flight", {}).get("ops_s")
             least = 1.0 if size >= 64 << 20 else 0.75
-            add(f"{rid}: Flight / (bare + disk floor) >= {least}", flight / limit if limit and flight else None, least)
+            add(f"{rid}: Flight / (bare + disk floor) >= {least}", flight / limit if limit and flight else None, least,
+                note=_share("bare-disk", results, limit, "({})"))
             http, http_limit = results.get("http", {}).get("ops_s"), put_limit(row, by_size, "asgi")
             add(f"{rid}: HTTP / (bare ASGI + disk floor)", http / http_limit if http_limit and http else None, least,
-                note="for scale: the Flight rule applied to HTTP, not one of the issue's targets")
+                note="for scale: the Flight rule applied to HTTP, not one of the issue's targets"
+                + _share("asgi-disk", results, http_limit, "; {}"))
         elif wl == "not-modified":
             add(f"{rid}: Flight / bare empty-stream DoGet >= 0.9", r.get("flight/bare"), 0.9)
     by_key = {(row["workload"], row["size"], row["clients"]): row for row in rows}
@@ -132,7 +135,7 @@ def evaluate_targets(
             one = single["results"].get("flight", {}).get("ops_s")
             ratio = many / one if many and one else None
             least = 1.3 if wl == "put" and size <= 1 << 20 else 1.0
-            add(f"{row['id']}: aggregate / 1 client >= {least} (Flight)", ratio, least)
+            add(f"{row['id']}: aggregate / 1 client >= {least} (Flight)", ratio, least, note=_scaling(row, single))
     fc = memory.get("flight") if memory else None
     if fc and "put" in fc:
         size = memory["size"]
@@ -180,6 +183,25 @@ def evaluate_targets(
 
 
 # -- text ------------------------------------------------------------------------
+
+
+def _share(server: str, results: dict, limit: float | None, form: str) -> str:
+    """What a baseline reaches of the same limit, as a note beside a target
+    (`form` places it): the disk-writing bare servers show how much of it any
+    server that writes crash-safely reaches on this machine."""
+    ops = results.get(server, {}).get("ops_s")
+    return form.format(f"{server}: {ops / limit:.2f}") if ops and limit else ""
+
+
+def _scaling(row: dict, single: dict) -> str:
+    """The bare servers' own aggregate over one client on the same row: what
+    the transport (and the disk) let any server reach with these clients."""
+    shares = []
+    for server in ("bare", "bare-disk"):
+        many, one = row["results"].get(server, {}).get("ops_s"), single["results"].get(server, {}).get("ops_s")
+        if many and one:
+            shares.append(f"{server}: {many / one:.2f}")
+    return f"({', '.join(shares)})" if shares else ""
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -287,10 +309,10 @@ def targets_table(targets: list[dict], markdown: bool = False) -> str:
 def disk_table(rows: list[dict], floors: list[dict], markdown: bool = False) -> str:
     """1-client puts against the bare server plus the disk floor (bench/diskfloor.py):
     limit ops/s = 1 / (1 / bare ops/s + one floor write); and the disk-writing bare server.
-    The same for HTTP, over the bare ASGI app."""
+    The same for HTTP, over the bare ASGI app, beside the disk-writing bare ASGI app."""
     by_size = {floor["size"]: floor["seconds"] for floor in floors}
     header = ["row", "bare ms/op", "disk floor ms", "limit ops/s", "bare-disk ops/s", "flight ops/s", "flight / limit",
-              "bare ASGI ms/op", "HTTP limit ops/s", "http ops/s", "http / limit"]  # fmt: skip
+              "bare ASGI ms/op", "HTTP limit ops/s", "asgi-disk ops/s", "http ops/s", "http / limit"]  # fmt: skip
     lines = []
     for row in rows:
         limit = put_limit(row, by_size)
@@ -302,7 +324,8 @@ def disk_table(rows: list[dict], floors: list[dict], markdown: bool = False) -> 
         lines.append([
             row["id"], _fmt(1e3 / bare["ops_s"], 3), _fmt(by_size[row["size"]] * 1e3, 3), _fmt(limit),
             _fmt(results.get("bare-disk", {}).get("ops_s")), _fmt(flight.get("ops_s")), _ratio(flight, limit),
-            _fmt(1e3 / asgi["ops_s"], 3) if "ops_s" in asgi else "-", _fmt(http_limit), _fmt(http.get("ops_s")),
+            _fmt(1e3 / asgi["ops_s"], 3) if "ops_s" in asgi else "-", _fmt(http_limit),
+            _fmt(results.get("asgi-disk", {}).get("ops_s")), _fmt(http.get("ops_s")),
             _ratio(http, http_limit),
         ])  # fmt: skip
     return _table(header, lines, markdown) if lines else ""

@@ -462,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
                 bench.section("asgi", BareAsgi(workdir), memory=False)
             else:
                 bench.mark("asgi", "not selected (--servers)")
+            if "asgi-disk" in wanted:
+                bench.section("asgi-disk", BareAsgi(workdir, disk=True), memory=False)
+            else:
+                bench.mark("asgi-disk", "not selected (--servers)")
             if wanted & {"flight", "http", "client"}:
                 bench.flame_cache_section(wanted)
             else:

@@ -238,24 +238,32 @@ class BareFlight(Server):
 
 class BareAsgi(Server):
     """bench/bare_asgi.py: the HTTP transport limit, on uvicorn's `http` parser
-    and `loop`; by default flame-cache's own (http/server.py), so both columns match."""
+    and `loop`; by default flame-cache's own (http/server.py), so both columns
+    match. With `disk`, the disk-writing bare ASGI app."""
 
     name = "bare-asgi"
     kind = "http"
 
-    def __init__(self, workdir: Path, http: str | None = None, loop: str | None = None) -> None:
+    def __init__(self, workdir: Path, http: str | None = None, loop: str | None = None, disk: bool = False) -> None:
         super().__init__(workdir)
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.http, self.loop = http or http_server.PARSER, loop or http_server.LOOP
+        self.disk = workdir / f"asgi-disk-{self.port}" if disk else None
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "bench.bare_asgi", "--port", str(self.port), "--http", self.http, "--loop", self.loop]
+        extra = ["--disk", str(self.disk)] if self.disk is not None else []
+        return [sys.executable, "-m", "bench.bare_asgi", "--port", str(self.port), "--http", self.http, "--loop", self.loop, *extra]
 
     def _env(self) -> dict[str, str]:
         return repo_env()
 
     def ready(self) -> bool:
         return http_adapter.healthy(self.endpoint, timeout=1.0)[0]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        if self.disk is not None:
+            shutil.rmtree(self.disk, ignore_errors=True)
 
 
 REDIS_HINT = (
