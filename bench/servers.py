@@ -61,6 +61,7 @@ class Server:
 
     name = "server"
     kind = "flight"  # which client adapter talks to it
+    disk: Path | None = None  # a scratch folder the server writes into, removed when it stops
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -109,14 +110,15 @@ class Server:
         raise NotImplementedError
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.disk is not None:
+            shutil.rmtree(self.disk, ignore_errors=True)
 
     def restart(self) -> Server:
         self.stop()
@@ -230,11 +232,6 @@ class BareFlight(Server):
     def ready(self) -> bool:
         return flight_ready(self.endpoint)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        super().stop(timeout)
-        if self.disk is not None:
-            shutil.rmtree(self.disk, ignore_errors=True)
-
 
 class BareAsgi(Server):
     """bench/bare_asgi.py: the HTTP transport limit, on uvicorn's `http` parser
@@ -259,11 +256,6 @@ class BareAsgi(Server):
 
     def ready(self) -> bool:
         return http_adapter.healthy(self.endpoint, timeout=1.0)[0]
-
-    def stop(self, timeout: float = 30.0) -> None:
-        super().stop(timeout)
-        if self.disk is not None:
-            shutil.rmtree(self.disk, ignore_errors=True)
 
 
 REDIS_HINT = (
