@@ -189,8 +189,8 @@ def _share(server: str, results: dict, limit: float | None, form: str) -> str:
     """What a baseline reaches of the same limit, as a note beside a target
     (`form` places it): the disk-writing bare servers show how much of it any
     server that writes crash-safely reaches on this machine."""
-    ops = results.get(server, {}).get("ops_s")
-    return form.format(f"{server}: {ops / limit:.2f}") if ops and limit else ""
+    result = results.get(server, {})
+    return form.format(f"{server}: {_ratio(result, limit)}") if limit and result.get("ops_s") else ""
 
 
 def _scaling(row: dict, single: dict) -> str:
